@@ -1,0 +1,11 @@
+// daxfsctl subcommand registration. Each register_* adds its subcommands to `app`; a subcommand's
+// callback stores the process exit status in `status`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace daxfs::cli {
+
+void register_poison_commands(CLI::App& app, int& status);
+
+}  // namespace daxfs::cli

@@ -1,0 +1,187 @@
+// daxfsctl inject-error | clear-error | list-errors: poison of the emulated device, as
+// `ndctl inject-error` / `ndctl clear-errors` / `ndctl list --media-errors` do for real pmem.
+// When a holder (a mounted daxfs) has the device, injection is a memory failure that it handles.
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "fs/cmd/cli_util.h"
+#include "fs/cmd/ctl_commands.h"
+#include "pmemdev/device.h"
+
+namespace daxfs::cli {
+
+namespace {
+constexpr int kNotifyTimeoutMs = 10000;
+
+struct RangeArgs {
+  std::string target;
+  std::string offset;
+  std::string length = "512";
+  bool json = false;
+};
+
+// The device and the validated byte range of a poison command; prints the error itself.
+struct Opened {
+  std::unique_ptr<pmemdev::Device> device;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+std::unique_ptr<pmemdev::Device> open_target(const std::string& cmd, const std::string& target) {
+  auto dev_path = resolve_device(target);
+  if (!dev_path) {
+    print_error(cmd, target + ": " +
+                         (dev_path.error() == ENOTBLK ? "not a daxfs mount point or device file"
+                                                      : strerror(dev_path.error())));
+    return nullptr;
+  }
+  pmemdev::OpenOptions opts;
+  opts.map = pmemdev::Map::kNo;
+  auto dev = pmemdev::Device::open(*dev_path, opts);
+  if (!dev) {
+    print_error(cmd, *dev_path + ": " + strerror(dev.error()));
+    return nullptr;
+  }
+  return std::move(dev).value();
+}
+
+bool open_range(const std::string& cmd, const RangeArgs& a, Opened& out) {
+  auto offset = parse_size(a.offset);
+  if (!offset) {
+    print_error(cmd, "invalid offset '" + a.offset + "'");
+    return false;
+  }
+  auto length = parse_size(a.length);
+  if (!length) {
+    print_error(cmd, "invalid length '" + a.length + "'");
+    return false;
+  }
+  if (*length == 0) {
+    print_error(cmd, "length must be greater than zero");
+    return false;
+  }
+  if (*offset > UINT64_MAX - *length) {
+    print_error(cmd, "offset " + a.offset + " + length " + a.length + " overflows");
+    return false;
+  }
+  out.device = open_target(cmd, a.target);
+  if (!out.device) return false;
+  uint64_t size = out.device->size();
+  if (*offset >= size) {
+    print_error(cmd, "offset " + format_size(*offset) + " is past the end of the device (" +
+                         format_size(size) + ")");
+    return false;
+  }
+  if (*length > size - *offset) {
+    print_error(cmd, "range " + format_size(*offset) + "+" + format_size(*length) +
+                         " runs past the end of the device (" + format_size(size) + ")");
+    return false;
+  }
+  out.offset = *offset;
+  out.length = *length;
+  return true;
+}
+
+nlohmann::json badblocks_json(const pmemdev::Device& dev) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& r : dev.list_errors())
+    list.push_back({{"offset", r.offset}, {"length", r.length}});
+  return list;
+}
+
+void add_range_options(CLI::App* sub, RangeArgs& a, bool offset_required) {
+  sub->add_option("target", a.target, "MOUNTPOINT or DEVICE file")->required();
+  auto* off = sub->add_option("--offset", a.offset, "byte offset in the device (K/M/G suffixes)");
+  if (offset_required) off->required();
+  sub->add_option("--length", a.length, "bytes, rounded out to 512-byte sectors (default 512)");
+}
+}  // namespace
+
+void register_poison_commands(CLI::App& app, int& status) {
+  auto inject = std::make_shared<RangeArgs>();
+  auto* sub = app.add_subcommand("inject-error", "poison device bytes (ndctl inject-error)");
+  add_range_options(sub, *inject, true);
+  sub->add_flag("--json", inject->json, "print one JSON document");
+  sub->callback([inject, &status] {
+    const char* cmd = "inject-error";
+    Opened o;
+    if (!open_range(cmd, *inject, o)) return void(status = 1);
+    bool held = o.device->held_elsewhere();
+    auto seq = o.device->inject_error(o.offset, o.length);
+    if (!seq) {
+      print_error(cmd, std::string("cannot record poison: ") +
+                           (seq.error() == ENOSPC ? "the badblock list is full" : strerror(seq.error())));
+      return void(status = 1);
+    }
+    bool notified = held && o.device->wait_notified(*seq, kNotifyTimeoutMs);
+    if (held && !notified) print_error(cmd, "warning: the holder did not acknowledge the failure");
+    auto sectors = pmemdev::bytes_to_sectors(o.offset, o.length).value();
+    if (inject->json) {
+      nlohmann::json j = {{"device", o.device->path()},
+                          {"offset", sectors.sector * pmemdev::kSectorSize},
+                          {"length", sectors.sectors * pmemdev::kSectorSize},
+                          {"held", held},
+                          {"notified", notified},
+                          {"badblocks", badblocks_json(*o.device)}};
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::cout << "poisoned " << o.device->path() << " bytes "
+                << sectors.sector * pmemdev::kSectorSize << "+"
+                << sectors.sectors * pmemdev::kSectorSize << " (sectors " << sectors.sector << "-"
+                << sectors.end() - 1 << ")"
+                << (held ? (notified ? "; holder notified" : "; holder did not answer")
+                         : "; device not held: recorded only")
+                << "\n";
+    }
+    status = 0;
+  });
+
+  auto clear = std::make_shared<RangeArgs>();
+  sub = app.add_subcommand("clear-error", "clear poison (ndctl clear-errors)");
+  add_range_options(sub, *clear, true);
+  sub->callback([clear, &status] {
+    const char* cmd = "clear-error";
+    Opened o;
+    if (!open_range(cmd, *clear, o)) return void(status = 1);
+    auto rc = o.device->clear_error(o.offset, o.length);
+    if (!rc) {
+      print_error(cmd, std::string("cannot clear: ") +
+                           (rc.error() == ENOSPC ? "the badblock list is full" : strerror(rc.error())));
+      return void(status = 1);
+    }
+    auto sectors = pmemdev::bytes_to_sectors(o.offset, o.length).value();
+    std::cout << "cleared " << o.device->path() << " bytes " << sectors.sector * pmemdev::kSectorSize
+              << "+" << sectors.sectors * pmemdev::kSectorSize << "\n";
+    status = 0;
+  });
+
+  auto list = std::make_shared<RangeArgs>();
+  sub = app.add_subcommand("list-errors", "the badblock list (ndctl list --media-errors)");
+  sub->add_option("target", list->target, "MOUNTPOINT or DEVICE file")->required();
+  sub->add_flag("--json", list->json, "print one JSON document");
+  sub->callback([list, &status] {
+    auto dev = open_target("list-errors", list->target);
+    if (!dev) return void(status = 1);
+    auto ranges = dev->list_errors();
+    if (list->json) {
+      nlohmann::json j = {{"device", dev->path()},
+                          {"size", dev->size()},
+                          {"badblock_count", ranges.size()},
+                          {"badblocks", badblocks_json(*dev)}};
+      std::cout << j.dump(2) << "\n";
+    } else if (ranges.empty()) {
+      std::cout << dev->path() << ": no badblocks\n";
+    } else {
+      for (const auto& r : ranges)
+        std::cout << "offset " << r.offset << " length " << r.length << " (sector "
+                  << r.offset / pmemdev::kSectorSize << ", " << r.length / pmemdev::kSectorSize
+                  << " sectors)\n";
+    }
+    status = 0;
+  });
+}
+
+}  // namespace daxfs::cli

@@ -1,0 +1,24 @@
+// daxfsctl: the admin and test CLI (see shared INTERFACE.md "daxfsctl commands").
+#include <CLI/CLI.hpp>
+
+#include "fs/cmd/cli_util.h"
+#include "fs/cmd/ctl_commands.h"
+
+int main(int argc, char** argv) {
+  daxfs::cli::set_program_name("daxfsctl");
+  CLI::App app{"daxfsctl: administer and test daxfs filesystems and emulated pmem devices"};
+  app.require_subcommand(1);
+  int status = 0;
+  daxfs::cli::register_poison_commands(app, status);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() != 0) {
+      std::string name = app.get_subcommands().empty() ? "" : app.get_subcommands()[0]->get_name();
+      daxfs::cli::print_error(name, e.what());
+      return 2;
+    }
+    return app.exit(e);
+  }
+  return status;
+}

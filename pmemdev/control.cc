@@ -1,0 +1,239 @@
+// The shared control file beside a device (see control.h).
+//
+// Layout (one file, mapped MAP_SHARED by every process that opens the device):
+//   header | robust mutex | counters | event ring[kEventRing] | badblock table[2]
+// Update protocol for the badblock list, under the mutex:
+//   1. copy tables[active] to tables[!active] and apply the change there;
+//   2. msync (orders the new table before the switch, for power failure of the host);
+//   3. store active = !active (one aligned 32-bit store: the commit point);
+//   4. msync.
+// A process killed anywhere in 1-4 leaves `active` naming a complete table; the next locker gets
+// EOWNERDEAD and marks the mutex consistent.
+#include "pmemdev/control.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <cstring>
+
+namespace daxfs::pmemdev {
+
+namespace {
+constexpr uint64_t kMagic = 0x4c54434d454d5044ULL;  // "DPMEMCTL"
+constexpr uint32_t kVersion = 1;
+
+long futex(std::atomic<uint32_t>* word, int op, uint32_t val, const timespec* timeout) {
+  // Not FUTEX_PRIVATE: the word lives in a shared file mapping and other processes wait on it.
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, val, timeout, nullptr, 0);
+}
+
+void futex_wake_all(std::atomic<uint32_t>* word) { futex(word, FUTEX_WAKE, INT_MAX, nullptr); }
+
+void futex_wait_ms(std::atomic<uint32_t>* word, uint32_t seen, int timeout_ms) {
+  timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+  futex(word, FUTEX_WAIT, seen, &ts);
+}
+}  // namespace
+
+struct ControlLayout {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t layout_size;
+  pthread_mutex_t lock;
+  std::atomic<uint32_t> active;     // index of the current table
+  std::atomic<uint32_t> badcount;   // tables[active].count, for the lock-free empty check
+  std::atomic<uint32_t> doorbell;   // futex: bumped on every posted event
+  std::atomic<uint32_t> ack_word;   // futex: bumped on every ack
+  std::atomic<uint64_t> event_head; // seq of the newest posted event
+  std::atomic<uint64_t> event_ack;  // seq of the newest event the holder has handled
+  FailureEvent events[kEventRing];
+  BadblockTable tables[2];
+};
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+// Scoped hold of the robust mutex.
+class ControlFile::Locked {
+ public:
+  explicit Locked(ControlLayout* l) : l_(l) {
+    int rc = pthread_mutex_lock(&l_->lock);
+    // The previous owner died holding the lock: the double-buffered table is still whole.
+    if (rc == EOWNERDEAD) pthread_mutex_consistent(&l_->lock);
+  }
+  ~Locked() { pthread_mutex_unlock(&l_->lock); }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
+
+ private:
+  ControlLayout* l_;
+};
+
+Result<std::unique_ptr<ControlFile>> ControlFile::open(const std::string& device_path) {
+  std::string path = path_for(device_path);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return error(errno);
+  // flock serialises initialisation between processes opening a new control file together.
+  if (flock(fd, LOCK_EX) != 0) {
+    int e = errno;
+    ::close(fd);
+    return error(e);
+  }
+  auto fail = [&](int e) -> Result<std::unique_ptr<ControlFile>> {
+    flock(fd, LOCK_UN);
+    ::close(fd);
+    return error(e);
+  };
+  struct stat st;
+  if (fstat(fd, &st) != 0) return fail(errno);
+  bool fresh = st.st_size == 0;
+  if (!fresh && static_cast<size_t>(st.st_size) != sizeof(ControlLayout)) return fail(EPROTO);
+  if (fresh && ftruncate(fd, sizeof(ControlLayout)) != 0) return fail(errno);
+  void* p = mmap(nullptr, sizeof(ControlLayout), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return fail(errno);
+  auto* l = static_cast<ControlLayout*>(p);
+  if (fresh || l->magic != kMagic) {
+    if (!fresh && l->magic != 0) {
+      munmap(p, sizeof(ControlLayout));
+      return fail(EPROTO);
+    }
+    memset(p, 0, sizeof(ControlLayout));
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&l->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    l->version = kVersion;
+    l->layout_size = sizeof(ControlLayout);
+    msync(p, sizeof(ControlLayout), MS_SYNC);  // the initialised body before the magic
+    l->magic = kMagic;
+    msync(p, sizeof(ControlLayout), MS_SYNC);
+  }
+  if (l->version != kVersion || l->layout_size != sizeof(ControlLayout)) {
+    munmap(p, sizeof(ControlLayout));
+    return fail(EPROTO);
+  }
+  uint32_t a = l->active.load();
+  if (a > 1 || !l->tables[a].valid()) {
+    munmap(p, sizeof(ControlLayout));
+    return fail(EUCLEAN);
+  }
+  l->badcount.store(l->tables[a].count);
+  flock(fd, LOCK_UN);
+  return std::unique_ptr<ControlFile>(new ControlFile(fd, l));
+}
+
+ControlFile::~ControlFile() {
+  munmap(l_, sizeof(ControlLayout));
+  ::close(fd_);
+}
+
+Result<uint64_t> ControlFile::inject(uint64_t offset, uint64_t length) {
+  SectorRange r = TRY(bytes_to_sectors(offset, length));
+  Locked lock(l_);
+  uint32_t a = l_->active.load();
+  BadblockTable& next = l_->tables[1 - a];
+  next = l_->tables[a];
+  TRY(next.add(r.sector, r.sectors));
+  msync(l_, sizeof(ControlLayout), MS_SYNC);  // the new table before the switch
+  l_->active.store(1 - a);
+  l_->badcount.store(next.count);
+  msync(l_, sizeof(ControlLayout), MS_SYNC);  // the switch itself
+  return post_locked(FailureKind::kMemoryFailure, offset, length);
+}
+
+Status ControlFile::clear(uint64_t offset, uint64_t length) {
+  SectorRange r = TRY(bytes_to_sectors(offset, length));
+  Locked lock(l_);
+  uint32_t a = l_->active.load();
+  BadblockTable& next = l_->tables[1 - a];
+  next = l_->tables[a];
+  TRY(next.clear(r.sector, r.sectors));
+  msync(l_, sizeof(ControlLayout), MS_SYNC);  // the new table before the switch
+  l_->active.store(1 - a);
+  l_->badcount.store(next.count);
+  msync(l_, sizeof(ControlLayout), MS_SYNC);  // the switch itself
+  return {};
+}
+
+Result<uint64_t> ControlFile::post(FailureKind kind, uint64_t offset, uint64_t length) {
+  Locked lock(l_);
+  return post_locked(kind, offset, length);
+}
+
+Result<uint64_t> ControlFile::post_locked(FailureKind kind, uint64_t offset, uint64_t length) {
+  uint64_t seq = l_->event_head.load() + 1;
+  l_->events[seq % kEventRing] = FailureEvent{seq, offset, length, static_cast<uint32_t>(kind), 0};
+  l_->event_head.store(seq);  // publishes the slot written above
+  l_->doorbell.fetch_add(1);
+  futex_wake_all(&l_->doorbell);
+  return seq;
+}
+
+std::vector<SectorRange> ControlFile::list() {
+  Locked lock(l_);
+  return l_->tables[l_->active.load()].list();
+}
+
+bool ControlFile::overlaps(uint64_t offset, uint64_t length) {
+  if (l_->badcount.load(std::memory_order_acquire) == 0) return false;
+  auto r = bytes_to_sectors(offset, length);
+  if (!r) return false;
+  Locked lock(l_);
+  return l_->tables[l_->active.load()].overlaps(r->sector, r->sectors);
+}
+
+uint64_t ControlFile::event_head() { return l_->event_head.load(); }
+
+std::vector<FailureEvent> ControlFile::wait_events(uint64_t& last_seen, int timeout_ms,
+                                                   bool& overflowed) {
+  overflowed = false;
+  std::vector<FailureEvent> out;
+  // Read the doorbell before the head so that a post between the two wakes the wait below.
+  uint32_t bell = l_->doorbell.load();
+  if (l_->event_head.load() == last_seen) futex_wait_ms(&l_->doorbell, bell, timeout_ms);
+  Locked lock(l_);
+  uint64_t head = l_->event_head.load();
+  if (head - last_seen > kEventRing) {
+    overflowed = true;
+  } else {
+    for (uint64_t s = last_seen + 1; s <= head; s++) out.push_back(l_->events[s % kEventRing]);
+  }
+  last_seen = head;
+  return out;
+}
+
+void ControlFile::ack(uint64_t seq) {
+  uint64_t cur = l_->event_ack.load();
+  while (cur < seq && !l_->event_ack.compare_exchange_weak(cur, seq)) {
+  }
+  l_->ack_word.fetch_add(1);
+  futex_wake_all(&l_->ack_word);
+}
+
+bool ControlFile::wait_ack(uint64_t seq, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    uint32_t word = l_->ack_word.load();
+    if (l_->event_ack.load() >= seq) return true;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) return false;
+    futex_wait_ms(&l_->ack_word, word, static_cast<int>(std::min<long>(left, 100)));
+  }
+}
+
+void ControlFile::kick() {
+  l_->doorbell.fetch_add(1);
+  futex_wake_all(&l_->doorbell);
+}
+
+}  // namespace daxfs::pmemdev

@@ -1,0 +1,211 @@
+// Device: the libpmem2 mapping of the media file, its driver read/write paths, poison, and the
+// holder's notifier thread (see device.h).
+#include "pmemdev/device.h"
+
+#include <fcntl.h>
+#include <libpmem2.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+namespace daxfs::pmemdev {
+
+const char* failure_kind_name(FailureKind kind) {
+  switch (kind) {
+    case FailureKind::kMemoryFailure: return "memory-failure";
+    case FailureKind::kPreRemove: return "pre-remove";
+  }
+  return "unknown";
+}
+
+namespace {
+// libpmem2 reports negative codes; map them to a positive errno once, here, and log its message.
+int pmem2_to_errno(int rc, const char* what) {
+  fprintf(stderr, "pmemdev: %s: %s\n", what, pmem2_errormsg());
+  // Codes above -100000 are negated errnos; the rest are libpmem2's own (bad configuration).
+  if (rc < 0 && rc > -100000) return -rc;
+  return EINVAL;
+}
+}  // namespace
+
+Result<std::unique_ptr<Device>> Device::open(const std::string& path, const OpenOptions& opts) {
+  std::unique_ptr<Device> d(new Device());
+  d->path_ = path;
+  int flags = O_RDWR | O_CLOEXEC | (opts.create == Create::kYes ? O_CREAT : 0);
+  d->fd_ = ::open(path.c_str(), flags, 0644);
+  if (d->fd_ < 0) return error(errno);
+  struct stat st;
+  if (fstat(d->fd_, &st) != 0) return error(errno);
+  if (!S_ISREG(st.st_mode)) return error(EINVAL);
+  if (opts.create == Create::kYes) {
+    if (opts.size == 0 || opts.size % kPageSize != 0) return error(EINVAL);
+    if (static_cast<uint64_t>(st.st_size) < opts.size &&
+        ftruncate(d->fd_, static_cast<off_t>(opts.size)) != 0)
+      return error(errno);
+    if (fstat(d->fd_, &st) != 0) return error(errno);
+  }
+  d->size_ = static_cast<uint64_t>(st.st_size);
+  if (d->size_ < kPageSize) return error(EINVAL);
+  d->ctl_ = TRY(ControlFile::open(path));
+  if (opts.map == Map::kNo) return d;
+
+  if (opts.granularity == Granularity::kCacheLine)
+    setenv("PMEM2_FORCE_GRANULARITY", "CACHE_LINE", /*overwrite=*/0);  // a user's choice wins
+  int rc = pmem2_source_from_fd(&d->src_, d->fd_);
+  if (rc) return error(pmem2_to_errno(rc, "pmem2_source_from_fd"));
+  pmem2_config* cfg = nullptr;
+  rc = pmem2_config_new(&cfg);
+  if (rc) return error(pmem2_to_errno(rc, "pmem2_config_new"));
+  // Page granularity is the weakest requirement: any mapping satisfies it, and the persist
+  // functions libpmem2 hands back are the right ones for the granularity it actually chose.
+  rc = pmem2_config_set_required_store_granularity(cfg, PMEM2_GRANULARITY_PAGE);
+  if (!rc) rc = pmem2_map_new(&d->map_, cfg, d->src_);
+  pmem2_config_delete(&cfg);
+  if (rc) return error(pmem2_to_errno(rc, "pmem2_map_new"));
+  d->base_ = static_cast<char*>(pmem2_map_get_address(d->map_));
+  d->cache_line_ = pmem2_map_get_store_granularity(d->map_) != PMEM2_GRANULARITY_PAGE;
+  d->persist_ = pmem2_get_persist_fn(d->map_);
+  d->flush_ = pmem2_get_flush_fn(d->map_);
+  d->drain_ = pmem2_get_drain_fn(d->map_);
+  d->memcpy_ = pmem2_get_memcpy_fn(d->map_);
+  d->memset_ = pmem2_get_memset_fn(d->map_);
+  return d;
+}
+
+Device::~Device() {
+  release();
+  if (map_) pmem2_map_delete(&map_);
+  if (src_) pmem2_source_delete(&src_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Device::persist(const void* addr, size_t length) const { persist_(addr, length); }
+void Device::flush(const void* addr, size_t length) const { flush_(addr, length); }
+void Device::drain() const { drain_(); }
+void Device::memcpy_persist(void* dst, const void* src, size_t length) const {
+  memcpy_(dst, src, length, 0);
+}
+void Device::memset_persist(void* dst, int c, size_t length) const { memset_(dst, c, length, 0); }
+void Device::memcpy_nodrain(void* dst, const void* src, size_t length) const {
+  memcpy_(dst, src, length, PMEM2_F_MEM_NODRAIN);
+}
+
+Status Device::check_range(uint64_t offset, uint64_t length) const {
+  if (length == 0) return error(EINVAL);
+  if (offset >= size_ || length > size_ - offset) return error(ERANGE);
+  return {};
+}
+
+Status Device::read(uint64_t offset, void* buf, size_t length) const {
+  TRY(check_range(offset, length));
+  if (ctl_->overlaps(offset, length)) return error(EIO);
+  memcpy(buf, base_ + offset, length);
+  return {};
+}
+
+Status Device::write(uint64_t offset, const void* buf, size_t length) {
+  TRY(check_range(offset, length));
+  if (ctl_->overlaps(offset, length)) {
+    // The pmem driver's recovery path: only whole, aligned sectors can be cleared by a write.
+    if (offset % kSectorSize != 0 || length % kSectorSize != 0) return error(EIO);
+    TRY(ctl_->clear(offset, length));
+  }
+  memcpy_persist(base_ + offset, buf, length);
+  return {};
+}
+
+Result<uint64_t> Device::inject_error(uint64_t offset, uint64_t length) {
+  TRY(check_range(offset, length));
+  return ctl_->inject(offset, length);
+}
+
+Status Device::clear_error(uint64_t offset, uint64_t length) {
+  TRY(check_range(offset, length));
+  return ctl_->clear(offset, length);
+}
+
+std::vector<ByteRange> Device::list_errors() const {
+  std::vector<ByteRange> out;
+  for (const SectorRange& r : ctl_->list())
+    out.push_back({r.sector * kSectorSize, r.sectors * kSectorSize});
+  return out;
+}
+
+bool Device::poisoned(uint64_t offset, uint64_t length) const {
+  return ctl_->overlaps(offset, length);
+}
+
+Status Device::claim(Holder* holder) {
+  if (claimed_) return error(EBUSY);
+  // The holder's claim is an flock on the media file: released by the kernel when the holder
+  // dies, so a crashed daemon never leaves the device looking held.
+  if (flock(fd_, LOCK_EX | LOCK_NB) != 0) return error(errno == EWOULDBLOCK ? EBUSY : errno);
+  holder_ = holder;
+  claimed_ = true;
+  stop_ = false;
+  // Failures posted before the claim are history (the holder reads the list itself); read the
+  // head here, not in the thread, so that a failure posted right after claim() is not missed.
+  uint64_t seen = ctl_->event_head();
+  notifier_ = std::thread([this, seen] { notifier_loop(seen); });
+  return {};
+}
+
+void Device::release() {
+  if (!claimed_) return;
+  stop_ = true;
+  ctl_->kick();
+  notifier_.join();
+  flock(fd_, LOCK_UN);
+  claimed_ = false;
+  holder_ = nullptr;
+}
+
+bool Device::held_elsewhere() const {
+  if (claimed_) return false;
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return held;
+}
+
+Result<uint64_t> Device::notify_pre_remove() {
+  return ctl_->post(FailureKind::kPreRemove, 0, size_);
+}
+
+bool Device::wait_notified(uint64_t seq, int timeout_ms) const {
+  if (!claimed_ && !held_elsewhere()) return false;
+  return ctl_->wait_ack(seq, timeout_ms);
+}
+
+void Device::notifier_loop(uint64_t seen) {
+  while (!stop_) {
+    bool overflowed = false;
+    std::vector<FailureEvent> events = ctl_->wait_events(seen, 200, overflowed);
+    if (overflowed) {
+      // Events were lost: re-deliver every bad range, which is a superset of what was lost.
+      for (const ByteRange& r : list_errors())
+        events.push_back({seen, r.offset, r.length,
+                          static_cast<uint32_t>(FailureKind::kMemoryFailure), 0});
+    }
+    for (const FailureEvent& e : events) {
+      auto kind = static_cast<FailureKind>(e.kind);
+      if (kind == FailureKind::kPreRemove) {
+        holder_->notify_failure(0, size_, kind);
+        continue;
+      }
+      uint64_t first = e.offset / kPageSize * kPageSize;
+      uint64_t end = std::min(size_, (e.offset + e.length + kPageSize - 1) / kPageSize * kPageSize);
+      for (uint64_t page = first; page < end; page += kPageSize)
+        holder_->notify_failure(page, kPageSize, kind);
+    }
+    if (!events.empty() || overflowed) ctl_->ack(seen);
+  }
+}
+
+}  // namespace daxfs::pmemdev

@@ -1,0 +1,132 @@
+// The emulated device: libpmem2 mapping, persistence across reopen, the driver's read/write
+// paths under poison, and refusal of bad input.
+#include "pmemdev/device.h"
+
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <string>
+
+#include "tests/support/temp_dir.h"
+
+using namespace daxfs::pmemdev;
+using daxfs::test::TempDir;
+
+namespace {
+std::unique_ptr<Device> make(const std::string& path, uint64_t size = 1 << 20) {
+  OpenOptions o;
+  o.create = Create::kYes;
+  o.size = size;
+  auto d = Device::open(path, o);
+  REQUIRE(d);
+  return std::move(d).value();
+}
+std::unique_ptr<Device> reopen(const std::string& path) {
+  auto d = Device::open(path, {});
+  REQUIRE(d);
+  return std::move(d).value();
+}
+}  // namespace
+
+TEST_CASE("a device maps its file and persisted stores survive a reopen", "[pmemdev][device]") {
+  TempDir dir;
+  std::string path = dir.file("pmem0");
+  {
+    auto d = make(path);
+    CHECK(d->size() == 1 << 20);
+    CHECK(d->cache_line_granularity());
+    const char msg[] = "persistent hello";
+    d->memcpy_persist(d->base() + 4096, msg, sizeof msg);
+    memcpy(d->base() + 8192, msg, sizeof msg);
+    d->persist(d->base() + 8192, sizeof msg);
+    d->memset_persist(d->base() + 12288, 0x5a, 100);
+  }
+  auto d = reopen(path);
+  CHECK(std::string(d->base() + 4096) == "persistent hello");
+  CHECK(std::string(d->base() + 8192) == "persistent hello");
+  CHECK(static_cast<unsigned char>(d->base()[12288 + 99]) == 0x5a);
+  // The media file holds the bytes at their offsets: the device is a plain range of memory.
+  FILE* f = fopen(path.c_str(), "rb");
+  REQUIRE(f);
+  char buf[32] = {};
+  REQUIRE(fseek(f, 4096, SEEK_SET) == 0);
+  REQUIRE(fread(buf, 1, 16, f) == 16);
+  fclose(f);
+  CHECK(std::string(buf) == "persistent hello");
+}
+
+TEST_CASE("creating extends an existing device and never shrinks it", "[pmemdev][device]") {
+  TempDir dir;
+  std::string path = dir.file("pmem0");
+  make(path, 1 << 20);
+  CHECK(make(path, 2 << 20)->size() == 2 << 20);
+  CHECK(make(path, 1 << 20)->size() == 2 << 20);
+}
+
+TEST_CASE("bad device opens are refused with an errno", "[pmemdev][device]") {
+  TempDir dir;
+  OpenOptions create;
+  create.create = Create::kYes;
+  create.size = 0;
+  CHECK(Device::open(dir.file("a"), create).error() == EINVAL);
+  create.size = 4097;
+  CHECK(Device::open(dir.file("b"), create).error() == EINVAL);
+  CHECK(Device::open(dir.file("missing"), {}).error() == ENOENT);
+  CHECK(Device::open(dir.path(), {}).error() == EISDIR);
+  FILE* f = fopen(dir.file("tiny").c_str(), "w");
+  fputs("x", f);
+  fclose(f);
+  CHECK(Device::open(dir.file("tiny"), {}).error() == EINVAL);
+}
+
+TEST_CASE("reads of poison fail with EIO and aligned recovery writes clear it",
+          "[pmemdev][device][poison]") {
+  TempDir dir;
+  auto d = make(dir.file("pmem0"));
+  char buf[4096];
+  memset(buf, 0xab, sizeof buf);
+  REQUIRE(d->write(8192, buf, 4096));
+  REQUIRE(d->inject_error(8192 + 1000, 10));  // rounds out to sector 17 (8704..9216)
+  CHECK(d->list_errors() == std::vector<ByteRange>{{8704, 512}});
+  CHECK(d->read(8192, buf, 4096).error() == EIO);
+  CHECK(d->read(8192, buf, 512));              // sector 16 is fine
+  CHECK(d->read(9216, buf, 512));              // so is 18
+  CHECK(d->write(8704 + 1, buf, 100).error() == EIO);  // partial: refused, nothing written
+  CHECK(d->poisoned(8704, 1));
+  CHECK(d->write(8192, buf, 4096));            // whole sectors: the recovery write clears
+  CHECK(d->list_errors().empty());
+  CHECK(d->read(8192, buf, 4096));
+}
+
+TEST_CASE("poison outside the device or of zero length is refused", "[pmemdev][device][poison]") {
+  TempDir dir;
+  auto d = make(dir.file("pmem0"));
+  CHECK(d->inject_error(1 << 20, 512).error() == ERANGE);
+  CHECK(d->inject_error((1 << 20) - 512, 1024).error() == ERANGE);
+  CHECK(d->inject_error(0, 0).error() == EINVAL);
+  CHECK(d->inject_error(UINT64_MAX - 10, 100).error() == ERANGE);
+  CHECK(d->clear_error(1 << 20, 1).error() == ERANGE);
+  char b[16];
+  CHECK(d->read((1 << 20) - 8, b, 16).error() == ERANGE);
+  CHECK(d->list_errors().empty());
+}
+
+TEST_CASE("the badblock list lives beside the media and survives a reopen",
+          "[pmemdev][device][poison]") {
+  TempDir dir;
+  std::string path = dir.file("pmem0");
+  {
+    auto d = make(path);
+    REQUIRE(d->inject_error(8192, 4096));
+    REQUIRE(d->inject_error(65536, 1));
+    REQUIRE(d->clear_error(9216, 512));
+  }
+  struct stat st;
+  REQUIRE(stat(ControlFile::path_for(path).c_str(), &st) == 0);
+  auto d = reopen(path);
+  CHECK(d->list_errors() == std::vector<ByteRange>{{8192, 1024}, {9728, 2560}, {65536, 512}});
+  // The media bytes were never touched by the poison bookkeeping.
+  std::vector<char> zeros(1 << 20, 0);
+  CHECK(memcmp(d->base(), zeros.data(), zeros.size()) == 0);
+}

@@ -94,6 +94,9 @@ void Device::memset_persist(void* dst, int c, size_t length) const { memset_(dst
 void Device::memcpy_nodrain(void* dst, const void* src, size_t length) const {
   memcpy_(dst, src, length, PMEM2_F_MEM_NODRAIN);
 }
+void Device::memset_nodrain(void* dst, int c, size_t length) const {
+  memset_(dst, c, length, PMEM2_F_MEM_NODRAIN);
+}
 
 Status Device::check_range(uint64_t offset, uint64_t length) const {
   if (length == 0) return error(EINVAL);
@@ -140,7 +143,7 @@ bool Device::poisoned(uint64_t offset, uint64_t length) const {
   return ctl_->overlaps(offset, length);
 }
 
-Status Device::claim(Holder* holder) {
+Status Device::claim(Holder* holder, Notifier notifier) {
   if (claimed_) return error(EBUSY);
   // The holder's claim is an flock on the media file: released by the kernel when the holder
   // dies, so a crashed daemon never leaves the device looking held.
@@ -150,16 +153,22 @@ Status Device::claim(Holder* holder) {
   stop_ = false;
   // Failures posted before the claim are history (the holder reads the list itself); read the
   // head here, not in the thread, so that a failure posted right after claim() is not missed.
-  uint64_t seen = ctl_->event_head();
-  notifier_ = std::thread([this, seen] { notifier_loop(seen); });
+  claim_seen_ = ctl_->event_head();
+  if (notifier == Notifier::kStart) start_notifier();
   return {};
+}
+
+void Device::start_notifier() {
+  if (!claimed_ || notifier_.joinable()) return;
+  uint64_t seen = claim_seen_;
+  notifier_ = std::thread([this, seen] { notifier_loop(seen); });
 }
 
 void Device::release() {
   if (!claimed_) return;
   stop_ = true;
   ctl_->kick();
-  notifier_.join();
+  if (notifier_.joinable()) notifier_.join();
   flock(fd_, LOCK_UN);
   claimed_ = false;
   holder_ = nullptr;

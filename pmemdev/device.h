@@ -66,6 +66,7 @@ class Device {
   void memset_persist(void* dst, int c, size_t length) const;
   // Same, but only flushed: the caller orders it later with drain().
   void memcpy_nodrain(void* dst, const void* src, size_t length) const;
+  void memset_nodrain(void* dst, int c, size_t length) const;
 
   // The driver's read path: EIO when any sector of the range is poisoned, EINVAL/ERANGE for a
   // range outside the device.
@@ -87,7 +88,11 @@ class Device {
   // open of the device holds it) and starts the notifier thread that calls
   // holder->notify_failure() for every failure posted from now on, by any process. `holder`
   // must outlive release() (or the Device).
-  Status claim(Holder* holder);
+  enum class Notifier { kStart, kDeferred };
+  Status claim(Holder* holder, Notifier notifier = Notifier::kStart);
+  // Starts the notifier thread of a claim made with Notifier::kDeferred (a daemon claims before
+  // it forks into the background, and threads do not survive fork()).
+  void start_notifier();
   void release();
   // True when some other open file description (any process) holds the device.
   bool held_elsewhere() const;
@@ -116,6 +121,7 @@ class Device {
   std::unique_ptr<ControlFile> ctl_;
   Holder* holder_ = nullptr;
   bool claimed_ = false;
+  uint64_t claim_seen_ = 0;
   std::atomic<bool> stop_{false};
   std::thread notifier_;
 };

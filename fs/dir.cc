@@ -1,0 +1,329 @@
+// Directories and names: entries in record blocks with an in-memory name index, and the
+// namespace operations (create, link, unlink, rmdir, rename, readdir) as single transactions.
+#include <dirent.h>
+#include <linux/fs.h>
+
+#include <cstring>
+
+#include "fs/filesystem.h"
+
+namespace daxfs::fs {
+
+namespace {
+uint8_t dtype(uint32_t mode) { return static_cast<uint8_t>((mode >> 12) & 15); }
+constexpr uint32_t kMaxLinks = 0x7fffffff;
+}  // namespace
+
+Status Filesystem::check_name(std::string_view name) const {
+  if (name.empty()) return error(ENOENT);
+  if (name.size() > kNameMax) return error(ENAMETOOLONG);
+  if (name == "." || name == "..") return error(EEXIST);
+  if (name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos)
+    return error(EINVAL);
+  return {};
+}
+
+Status Filesystem::dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
+  if (dir.free_slots.empty()) {
+    // A new dirent block, zeroed (all slots free) before it is linked at the head of the chain.
+    BlockRange r = TRY(alloc_locked(1, dir.record_blocks.empty() ? 0 : dir.record_blocks.back()));
+    char block[kBlockSize] = {};
+    RecordBlockHeader h{kDirMagic, dir.ino, dir.d.head, 0};
+    memcpy(block, &h, sizeof h);
+    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);
+    dir.d.head = r.start;
+    uint32_t base = static_cast<uint32_t>(dir.record_blocks.size() * kDirentsPerBlock);
+    dir.record_blocks.push_back(r.start);
+    dir.slots.resize(dir.slots.size() + kDirentsPerBlock);
+    for (uint32_t i = kDirentsPerBlock; i-- > 0;) dir.free_slots.push_back(base + i);
+  }
+  uint32_t index = dir.free_slots.back();
+  dir.free_slots.pop_back();
+  dir.slots[index] = DirSlot{target.ino, dtype(target.d.mode), std::string(name)};
+  dir.names.emplace(std::string(name), index);
+  RecordLoc loc = dir.dirent_loc(index);
+  DiskDirent de{};
+  de.ino = target.ino;
+  de.type = dtype(target.d.mode);
+  de.name_length = static_cast<uint8_t>(name.size());
+  memcpy(de.name, name.data(), name.size());
+  uint64_t off = loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskDirent);
+  txn.write(off, &de, static_cast<uint32_t>(offsetof(DiskDirent, name) + name.size()));
+  return {};
+}
+
+void Filesystem::dir_remove_locked(Txn& txn, Inode& dir, std::string_view name) {
+  auto it = dir.names.find(std::string(name));
+  if (it == dir.names.end()) abort();  // callers looked it up under the same lock
+  uint32_t index = it->second;
+  dir.names.erase(it);
+  dir.slots[index] = DirSlot{};
+  dir.free_slots.push_back(index);
+  RecordLoc loc = dir.dirent_loc(index);
+  uint64_t zero = 0;
+  txn.write(loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskDirent), &zero, sizeof zero);
+}
+
+void Filesystem::dir_set_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
+  uint32_t index = dir.names.at(std::string(name));
+  dir.slots[index].ino = target.ino;
+  dir.slots[index].type = dtype(target.d.mode);
+  RecordLoc loc = dir.dirent_loc(index);
+  struct {
+    uint64_t ino;
+    uint8_t type;
+  } __attribute__((packed)) rec{target.ino, dtype(target.d.mode)};
+  txn.write(loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskDirent), &rec, sizeof rec);
+}
+
+Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view name, uint32_t mode,
+                                              uint64_t rdev, const Cred& cred, std::string_view target) {
+  TRY(check_writable());
+  Inode* dir = TRY(find_dir(parent));
+  TRY(check_name(name));
+  if (dir->d.nlink == 0) return error(ENOENT);  // the directory was removed while open
+  if (dir->names.count(std::string(name))) return error(EEXIST);
+  if (S_ISDIR(mode) && dir->d.nlink >= kMaxLinks) return error(EMLINK);
+  TRY(reserve_locked(4));
+  Txn txn;
+  Inode* in = TRY(new_inode_locked(txn, mode, cred, *dir, rdev));
+  TRY(apply_create_acl_locked(*dir, *in, cred.umask));
+  if (S_ISLNK(mode)) {
+    BlockRange r = TRY(alloc_locked(1, 0));
+    char block[kBlockSize] = {};
+    memcpy(block, target.data(), target.size());
+    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);  // before the commit
+    in->d.head = r.start;
+    in->d.size = target.size();
+    in->symlink = std::string(target);
+  }
+  if (!in->xattrs.empty()) TRY(store_xattrs_locked(txn, *in));
+  store_inode(txn, *in);
+  TRY(dir_add_locked(txn, *dir, name, *in));
+  if (S_ISDIR(mode)) {
+    dir->d.nlink++;
+    dir->subdirs++;
+  }
+  touch(*dir, true, true);
+  store_inode(txn, *dir);
+  TRY(commit_locked(txn));
+  in->nlookup++;
+  return to_stat(*in);
+}
+
+Result<struct stat> Filesystem::mknod(uint64_t parent, std::string_view name, uint32_t mode,
+                                      uint64_t rdev, const Cred& cred) {
+  uint32_t type = mode & S_IFMT;
+  if (type == 0) mode |= S_IFREG;
+  else if (type != S_IFREG && type != S_IFIFO && type != S_IFCHR && type != S_IFBLK && type != S_IFSOCK)
+    return error(EINVAL);
+  std::unique_lock lock(mu_);
+  return create_locked(parent, name, mode, (type == S_IFCHR || type == S_IFBLK) ? rdev : 0, cred, {});
+}
+
+Result<struct stat> Filesystem::mkdir(uint64_t parent, std::string_view name, uint32_t mode, const Cred& cred) {
+  std::unique_lock lock(mu_);
+  return create_locked(parent, name, S_IFDIR | (mode & 07777), 0, cred, {});
+}
+
+Result<struct stat> Filesystem::symlink(uint64_t parent, std::string_view name, std::string_view target,
+                                        const Cred& cred) {
+  if (target.empty()) return error(ENOENT);
+  if (target.size() > kSymlinkMax) return error(ENAMETOOLONG);
+  std::unique_lock lock(mu_);
+  return create_locked(parent, name, S_IFLNK | 0777, 0, cred, target);
+}
+
+Result<std::string> Filesystem::readlink(uint64_t ino) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  if (!in->is_symlink()) return error(EINVAL);
+  return in->symlink;
+}
+
+Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  Inode* in = TRY(find(ino));
+  Inode* dir = TRY(find_dir(new_parent));
+  if (in->is_dir()) return error(EPERM);
+  TRY(check_name(new_name));
+  if (dir->d.nlink == 0) return error(ENOENT);
+  if (dir->names.count(std::string(new_name))) return error(EEXIST);
+  if (in->d.nlink >= kMaxLinks) return error(EMLINK);
+  if (in->d.nlink == 0) return error(ENOENT);  // linkat of an unlinked (O_TMPFILE-less) file
+  TRY(reserve_locked(1));
+  Txn txn;
+  TRY(dir_add_locked(txn, *dir, new_name, *in));
+  in->d.nlink++;
+  touch(*in, false, true);
+  touch(*dir, true, true);
+  store_inode(txn, *in);
+  store_inode(txn, *dir);
+  TRY(commit_locked(txn));
+  in->nlookup++;
+  return to_stat(*in);
+}
+
+Status Filesystem::remove_locked(uint64_t parent, std::string_view name, bool rmdir) {
+  TRY(check_writable());
+  Inode* dir = TRY(find_dir(parent));
+  if (name == ".") return error(EINVAL);
+  if (name == "..") return error(ENOTEMPTY);
+  auto it = dir->names.find(std::string(name));
+  if (it == dir->names.end()) return error(ENOENT);
+  Inode* target = TRY(find(dir->slots[it->second].ino));
+  if (rmdir) {
+    if (!target->is_dir()) return error(ENOTDIR);
+    if (!target->names.empty()) return error(ENOTEMPTY);
+  } else if (target->is_dir()) {
+    return error(EISDIR);
+  }
+  Txn txn;
+  dir_remove_locked(txn, *dir, name);
+  if (rmdir) {
+    target->d.nlink = 0;
+    dir->d.nlink--;
+    dir->subdirs--;
+  } else {
+    target->d.nlink--;
+  }
+  touch(*target, false, true);
+  touch(*dir, true, true);
+  store_inode(txn, *target);
+  store_inode(txn, *dir);
+  TRY(commit_locked(txn));
+  maybe_release_locked(*target);
+  return {};
+}
+
+Status Filesystem::unlink(uint64_t parent, std::string_view name) {
+  std::unique_lock lock(mu_);
+  return remove_locked(parent, name, false);
+}
+
+Status Filesystem::rmdir(uint64_t parent, std::string_view name) {
+  std::unique_lock lock(mu_);
+  return remove_locked(parent, name, true);
+}
+
+Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                          std::string_view new_name, uint32_t flags) {
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return error(EINVAL);
+  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return error(EINVAL);
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  Inode* sdir = TRY(find_dir(parent));
+  Inode* ddir = TRY(find_dir(new_parent));
+  if (name == "." || name == ".." || new_name == "." || new_name == "..") return error(EBUSY);
+  TRY(check_name(new_name));
+  auto sit = sdir->names.find(std::string(name));
+  if (sit == sdir->names.end()) return error(ENOENT);
+  Inode* src = TRY(find(sdir->slots[sit->second].ino));
+  auto dit = ddir->names.find(std::string(new_name));
+  Inode* dst = nullptr;
+  if (dit != ddir->names.end()) dst = TRY(find(ddir->slots[dit->second].ino));
+  if (ddir->d.nlink == 0) return error(ENOENT);
+
+  // A directory may not move below itself.
+  auto is_ancestor = [&](const Inode* a, const Inode* d) -> bool {
+    for (const Inode* p = d;;) {
+      if (p == a) return true;
+      if (p->ino == root_) return false;
+      auto r = find(p->d.parent);
+      if (!r) return false;
+      p = *r;
+    }
+  };
+  if (flags & RENAME_EXCHANGE) {
+    if (!dst) return error(ENOENT);
+    if (src == dst) return {};
+    if (src->is_dir() && sdir != ddir && is_ancestor(src, ddir)) return error(EINVAL);
+    if (dst->is_dir() && sdir != ddir && is_ancestor(dst, sdir)) return error(EINVAL);
+    Txn txn;
+    dir_set_locked(txn, *sdir, name, *dst);
+    dir_set_locked(txn, *ddir, new_name, *src);
+    if (sdir != ddir) {
+      if (src->is_dir()) {
+        src->d.parent = ddir->ino;
+        sdir->d.nlink--, sdir->subdirs--, ddir->d.nlink++, ddir->subdirs++;
+      }
+      if (dst->is_dir()) {
+        dst->d.parent = sdir->ino;
+        ddir->d.nlink--, ddir->subdirs--, sdir->d.nlink++, sdir->subdirs++;
+      }
+    }
+    for (Inode* i : {src, dst}) touch(*i, false, true);
+    for (Inode* i : {sdir, ddir}) touch(*i, true, true);
+    for (Inode* i : {src, dst, sdir, ddir}) store_inode(txn, *i);
+    return commit_locked(txn);
+  }
+  if (dst) {
+    if (flags & RENAME_NOREPLACE) return error(EEXIST);
+    if (src == dst) return {};  // two links to one inode: POSIX says do nothing
+    if (src->is_dir() && !dst->is_dir()) return error(ENOTDIR);
+    if (!src->is_dir() && dst->is_dir()) return error(EISDIR);
+    if (dst->is_dir() && !dst->names.empty()) return error(ENOTEMPTY);
+  } else if (sdir == ddir && name == new_name) {
+    return {};
+  }
+  if (src->is_dir() && sdir != ddir) {
+    if (is_ancestor(src, ddir)) return error(EINVAL);
+    if (!dst && ddir->d.nlink >= kMaxLinks) return error(EMLINK);
+  }
+  TRY(reserve_locked(1));
+  Txn txn;
+  std::string sname(name);  // `name` may alias the slot we are about to rewrite
+  if (dst) {
+    dir_set_locked(txn, *ddir, new_name, *src);
+    if (dst->is_dir()) {
+      dst->d.nlink = 0;
+      ddir->d.nlink--;
+      ddir->subdirs--;
+    } else {
+      dst->d.nlink--;
+    }
+    touch(*dst, false, true);
+    store_inode(txn, *dst);
+  } else {
+    TRY(dir_add_locked(txn, *ddir, new_name, *src));
+  }
+  dir_remove_locked(txn, *sdir, sname);
+  if (src->is_dir() && sdir != ddir) {
+    src->d.parent = ddir->ino;
+    sdir->d.nlink--, sdir->subdirs--, ddir->d.nlink++, ddir->subdirs++;
+  }
+  touch(*src, false, true);
+  touch(*sdir, true, true);
+  touch(*ddir, true, true);
+  for (Inode* i : {src, sdir, ddir}) store_inode(txn, *i);
+  TRY(commit_locked(txn));
+  if (dst) maybe_release_locked(*dst);
+  return {};
+}
+
+Status Filesystem::readdir(uint64_t ino, uint64_t offset, const std::function<bool(const DirEntry&)>& sink) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* dir = TRY(find_dir(ino));
+  // Offsets: 0 ".", 1 "..", 2 + i slot i. An entry's next_offset resumes after it; slot indexes
+  // are stable while the directory lives, so offsets survive concurrent changes (POSIX telldir).
+  uint64_t pos = offset;
+  if (pos == 0) {
+    if (!sink({".", dir->ino, DT_DIR, 1})) return {};
+    pos = 1;
+  }
+  if (pos == 1) {
+    if (!sink({"..", dir->d.parent, DT_DIR, 2})) return {};
+    pos = 2;
+  }
+  for (uint64_t i = pos - 2; i < dir->slots.size(); i++) {
+    const DirSlot& s = dir->slots[i];
+    if (s.ino == 0) continue;
+    if (!sink({s.name, s.ino, s.type, i + 3})) return {};
+  }
+  return {};
+}
+
+}  // namespace daxfs::fs

@@ -1,0 +1,120 @@
+// Per-file extent maps: the in-memory map and its records on media. Every change here is written
+// into the caller's transaction; freed data blocks are released after it commits.
+#include <cstring>
+
+#include "fs/filesystem.h"
+
+namespace daxfs::fs {
+
+namespace {
+// Longest extent one record holds.
+constexpr uint64_t kMaxExtentLength = 1ULL << 30;
+}  // namespace
+
+Result<RecordLoc> Filesystem::alloc_record_locked(Txn& txn, Inode& in) {
+  if (in.free_records.empty()) {
+    // A new record block, zeroed (every record free) before it is linked at the chain's head.
+    BlockRange r = TRY(alloc_locked(1, in.record_blocks.empty() ? 0 : in.record_blocks.back()));
+    char block[kBlockSize] = {};
+    RecordBlockHeader h{kExtentMagic, in.ino, in.d.head, 0};
+    memcpy(block, &h, sizeof h);
+    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);
+    in.d.head = r.start;
+    store_inode(txn, in);
+    in.record_blocks.push_back(r.start);
+    for (uint32_t s = kExtentsPerBlock; s-- > 0;) in.free_records.push_back({r.start, s});
+  }
+  RecordLoc loc = in.free_records.back();
+  in.free_records.pop_back();
+  return loc;
+}
+
+void Filesystem::write_extent_locked(Txn& txn, Inode& in, uint64_t logical, const Extent& e) {
+  (void)in;
+  DiskExtent rec{logical, e.physical, static_cast<uint32_t>(e.length), e.flags};
+  txn.write_obj(e.loc.block * kBlockSize + sizeof(RecordBlockHeader) + e.loc.slot * sizeof(DiskExtent), rec);
+}
+
+void Filesystem::clear_record_locked(Txn& txn, Inode& in, RecordLoc loc) {
+  DiskExtent zero{};
+  txn.write_obj(loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskExtent), zero);
+  in.free_records.push_back(loc);
+}
+
+Status Filesystem::map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t physical, uint64_t length,
+                              uint32_t flags) {
+  while (length > 0) {
+    uint64_t n = std::min(length, kMaxExtentLength);
+    // Merge into the left neighbour when it continues it logically and physically.
+    auto next = in.extents.lower_bound(logical);
+    if (next != in.extents.begin()) {
+      auto prev = std::prev(next);
+      Extent& p = prev->second;
+      if (prev->first + p.length == logical && p.physical + p.length == physical && p.flags == flags &&
+          p.length + n <= kMaxExtentLength) {
+        p.length += n;
+        write_extent_locked(txn, in, prev->first, p);
+        in.data_blocks += n;
+        logical += n, physical += n, length -= n;
+        continue;
+      }
+    }
+    RecordLoc loc = TRY(alloc_record_locked(txn, in));
+    Extent e{physical, n, flags, loc};
+    in.extents[logical] = e;
+    write_extent_locked(txn, in, logical, e);
+    in.data_blocks += n;
+    logical += n, physical += n, length -= n;
+  }
+  return {};
+}
+
+uint64_t Filesystem::unmapped_blocks(const Inode& in, uint64_t first, uint64_t end) const {
+  uint64_t mapped = 0;
+  auto it = in.extents.upper_bound(first);
+  if (it != in.extents.begin()) --it;
+  for (; it != in.extents.end() && it->first < end; ++it) {
+    uint64_t s = std::max(first, it->first), e = std::min(end, it->first + it->second.length);
+    if (s < e) mapped += e - s;
+  }
+  return (end - first) - mapped;
+}
+
+Status Filesystem::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks) {
+  if (first >= end) return {};
+  auto it = in.extents.upper_bound(first);
+  if (it != in.extents.begin()) --it;
+  while (it != in.extents.end() && it->first < end) {
+    uint64_t lstart = it->first;
+    Extent e = it->second;
+    uint64_t lend = lstart + e.length;
+    if (lend <= first) {
+      ++it;
+      continue;
+    }
+    uint64_t cut_start = std::max(first, lstart), cut_end = std::min(end, lend);
+    if (free_blocks) free_later_locked(e.physical + (cut_start - lstart), cut_end - cut_start);
+    in.data_blocks -= cut_end - cut_start;
+    it = in.extents.erase(it);
+    bool keep_left = lstart < cut_start, keep_right = cut_end < lend;
+    if (keep_left) {
+      Extent left = e;
+      left.length = cut_start - lstart;
+      in.extents[lstart] = left;
+      write_extent_locked(txn, in, lstart, left);
+    }
+    if (keep_right) {
+      Extent right = e;
+      right.physical = e.physical + (cut_end - lstart);
+      right.length = lend - cut_end;
+      if (keep_left) right.loc = TRY(alloc_record_locked(txn, in));
+      in.extents[cut_end] = right;
+      write_extent_locked(txn, in, cut_end, right);
+      it = in.extents.upper_bound(cut_end);
+    }
+    if (!keep_left && !keep_right) clear_record_locked(txn, in, e.loc);
+  }
+  return {};
+}
+
+}  // namespace daxfs::fs

@@ -1,0 +1,354 @@
+// File data: read, write, truncate, fallocate and SEEK_DATA/SEEK_HOLE over the extent map.
+// Ordering: data stores into newly mapped blocks are flushed (nodrain) before the transaction
+// that maps them; Journal::commit() drains before its commit record, so a crash never exposes a
+// mapped block whose data is not durable. Overwrites of written blocks are in place, as with DAX
+// on XFS: durable at the reply, not atomic against a crash in the middle of the write.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "fs/filesystem.h"
+
+namespace daxfs::fs {
+
+namespace {
+constexpr size_t kTruncateBatch = 4096;  // extents dropped per transaction
+constexpr uint64_t kEndBlock = kMaxFileSize / kBlockSize + 1;
+}  // namespace
+
+void Filesystem::copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset,
+                         const char* data, size_t size, bool zero_rest) {
+  char* dst = dev_->base() + physical * kBlockSize;
+  uint64_t bstart = first * kBlockSize, bend = end * kBlockSize;
+  uint64_t ds = std::max(bstart, data_offset), de = std::min(bend, data_offset + size);
+  if (zero_rest) {
+    if (ds > bstart) dev_->memset_nodrain(dst, 0, ds - bstart);
+    if (bend > de) dev_->memset_nodrain(dst + (de - bstart), 0, bend - de);
+  }
+  if (de > ds) dev_->memcpy_nodrain(dst + (ds - bstart), data + (ds - data_offset), de - ds);
+}
+
+Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char* out) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  if (in->is_dir()) return error(EISDIR);
+  if (!in->is_reg()) return error(EINVAL);
+  if (offset >= in->d.size || size == 0) return size_t{0};
+  size_t n = static_cast<size_t>(std::min<uint64_t>(size, in->d.size - offset));
+  uint64_t pos = offset, end = offset + n;
+  while (pos < end) {
+    uint64_t block = pos / kBlockSize;
+    auto it = in->extents.upper_bound(block);
+    uint64_t run_end;
+    const Extent* e = nullptr;
+    uint64_t estart = 0;
+    if (it != in->extents.begin()) {
+      auto prev = std::prev(it);
+      if (prev->first + prev->second.length > block) e = &prev->second, estart = prev->first;
+    }
+    if (e) {
+      run_end = std::min(end, (estart + e->length) * kBlockSize);
+    } else {
+      run_end = it == in->extents.end() ? end : std::min(end, it->first * kBlockSize);
+    }
+    if (e && !e->unwritten()) {
+      uint64_t dev_off = (e->physical + (block - estart)) * kBlockSize + pos % kBlockSize;
+      if (dev_->poisoned(dev_off, run_end - pos)) return error(EIO);
+      memcpy(out + (pos - offset), dev_->base() + dev_off, run_end - pos);
+    } else {
+      memset(out + (pos - offset), 0, run_end - pos);  // holes and unwritten extents read as zeros
+    }
+    pos = run_end;
+  }
+  counters_.reads++;
+  counters_.bytes_read += n;
+  return n;
+}
+
+Status Filesystem::zero_tail_locked(Inode& in, uint64_t from) {
+  if (from % kBlockSize == 0) return {};
+  uint64_t block = from / kBlockSize;
+  auto it = in.extents.upper_bound(block);
+  if (it == in.extents.begin()) return {};
+  --it;
+  const Extent& e = it->second;
+  if (it->first + e.length <= block || e.unwritten()) return {};
+  char* p = dev_->base() + (e.physical + block - it->first) * kBlockSize;
+  dev_->memset_persist(p + from % kBlockSize, 0, kBlockSize - from % kBlockSize);
+  return {};
+}
+
+Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data, size_t size) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  Inode* in = TRY(find(ino));
+  if (in->is_dir()) return error(EISDIR);
+  if (!in->is_reg()) return error(EINVAL);
+  if (size == 0) return size_t{0};
+  if (offset >= kMaxFileSize) return error(EFBIG);
+  size = static_cast<size_t>(std::min<uint64_t>(size, kMaxFileSize - offset));
+  uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
+  TRY(reserve_locked(unmapped_blocks(*in, first, end)));
+  if (offset > in->d.size) TRY(zero_tail_locked(*in, in->d.size));
+  Txn txn;
+  uint64_t pos = first;
+  while (pos < end) {
+    auto it = in->extents.upper_bound(pos);
+    if (it != in->extents.begin()) {
+      auto prev = std::prev(it);
+      if (prev->first + prev->second.length > pos) {
+        uint64_t estart = prev->first;
+        Extent e = prev->second;
+        uint64_t run_end = std::min(end, estart + e.length);
+        uint64_t phys = e.physical + (pos - estart);
+        if (!e.unwritten()) {
+          copy_in(phys, pos, run_end, offset, data, size, false);
+        } else {
+          // Unwritten: write the data, zero the rest of its blocks, then mark them written.
+          copy_in(phys, pos, run_end, offset, data, size, true);
+          TRY(unmap_locked(txn, *in, pos, run_end, false));
+          TRY(map_locked(txn, *in, pos, phys, run_end - pos, 0));
+        }
+        pos = run_end;
+        continue;
+      }
+    }
+    uint64_t hole_end = it == in->extents.end() ? end : std::min(end, it->first);
+    uint64_t goal = 0;
+    if (it != in->extents.begin()) {
+      auto prev = std::prev(it);
+      goal = prev->second.physical + prev->second.length + (pos - prev->first - prev->second.length);
+    }
+    while (pos < hole_end) {
+      BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
+      copy_in(r.start, pos, pos + r.length, offset, data, size, true);
+      TRY(map_locked(txn, *in, pos, r.start, r.length, 0));
+      pos += r.length;
+      goal = r.end();
+    }
+  }
+  if (offset + size > in->d.size) in->d.size = offset + size;
+  touch(*in, true, true);
+  store_inode(txn, *in);
+  TRY(commit_locked(txn));  // drains the data copied above before the commit record
+  counters_.writes++;
+  counters_.bytes_written += size;
+  return size;
+}
+
+Status Filesystem::truncate_locked(Inode& in, uint64_t size, Txn& txn) {
+  uint64_t old = in.d.size;
+  if (size > old) {
+    TRY(zero_tail_locked(in, old));  // bytes past the old EOF must read as zeros
+  } else if (size < old) {
+    TRY(zero_tail_locked(in, size));
+    uint64_t first = (size + kBlockSize - 1) / kBlockSize;
+    auto from = in.extents.lower_bound(first);
+    size_t count = static_cast<size_t>(std::distance(from, in.extents.end()));
+    if (count > kTruncateBatch) {
+      // Commit the new size first; blocks past EOF are then dropped in bounded transactions
+      // (a crash in between leaves harmless post-EOF blocks, as XFS's speculative preallocation).
+      in.d.size = size;
+      store_inode(txn, in);
+      TRY(commit_locked(txn));
+      while (true) {
+        auto last = in.extents.end();
+        size_t n = 0;
+        uint64_t start = first;
+        while (last != in.extents.begin() && n < kTruncateBatch) {
+          --last;
+          if (last->first + last->second.length <= first) break;
+          start = std::max(first, last->first);
+          n++;
+        }
+        if (n == 0) break;
+        TRY(unmap_locked(txn, in, start, kEndBlock, true));
+        store_inode(txn, in);
+        TRY(commit_locked(txn));
+      }
+    }
+    TRY(unmap_locked(txn, in, first, kEndBlock, true));
+  }
+  in.d.size = size;
+  return {};
+}
+
+Status Filesystem::allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,
+                                         uint64_t* new_blocks) {
+  uint64_t pos = first;
+  while (pos < end) {
+    auto it = in.extents.upper_bound(pos);
+    if (it != in.extents.begin()) {
+      auto prev = std::prev(it);
+      if (prev->first + prev->second.length > pos) {
+        pos = prev->first + prev->second.length;
+        continue;
+      }
+    }
+    uint64_t hole_end = it == in.extents.end() ? end : std::min(end, it->first);
+    uint64_t goal = 0;
+    while (pos < hole_end) {
+      BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
+      TRY(map_locked(txn, in, pos, r.start, r.length, flags));
+      *new_blocks += r.length;
+      pos += r.length;
+      goal = r.end();
+    }
+  }
+  return {};
+}
+
+Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  Inode* in = TRY(find(ino));
+  if (in->is_dir()) return error(EISDIR);
+  if (!in->is_reg()) return error(ENODEV);
+  if (length == 0) return error(EINVAL);
+  if (offset > kMaxFileSize || length > kMaxFileSize - offset) return error(EFBIG);
+  const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+  // COLLAPSE_RANGE, INSERT_RANGE and UNSHARE_RANGE are not offered (see docs/format.md).
+  if (mode & ~known) return error(EOPNOTSUPP);
+  bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
+  uint64_t end_byte = offset + length;
+  Txn txn;
+  if (mode & FALLOC_FL_PUNCH_HOLE) {
+    if (!keep_size || (mode & FALLOC_FL_ZERO_RANGE)) return error(EOPNOTSUPP);
+    uint64_t size = in->d.size;
+    if (offset >= size) return {};
+    end_byte = std::min(end_byte, size);
+    uint64_t first = (offset + kBlockSize - 1) / kBlockSize, end = end_byte / kBlockSize;
+    // Partial blocks at either end are zeroed in place; whole blocks are unmapped and freed.
+    auto zero_bytes = [&](uint64_t from, uint64_t to) {
+      for (uint64_t b = from / kBlockSize; b * kBlockSize < to; b++) {
+        uint64_t s = std::max(from, b * kBlockSize), e = std::min(to, (b + 1) * kBlockSize);
+        auto it = in->extents.upper_bound(b);
+        if (it == in->extents.begin()) continue;
+        --it;
+        if (it->first + it->second.length <= b || it->second.unwritten()) continue;
+        char* p = dev_->base() + (it->second.physical + b - it->first) * kBlockSize;
+        dev_->memset_persist(p + s % kBlockSize, 0, e - s);
+      }
+    };
+    if (first > end) {
+      zero_bytes(offset, end_byte);  // inside one block
+    } else {
+      zero_bytes(offset, first * kBlockSize);
+      zero_bytes(end * kBlockSize, end_byte);
+      TRY(unmap_locked(txn, *in, first, end, true));
+    }
+    touch(*in, true, true);
+    store_inode(txn, *in);
+    return commit_locked(txn);
+  }
+  uint64_t first = offset / kBlockSize, end = (end_byte + kBlockSize - 1) / kBlockSize;
+  TRY(reserve_locked(unmapped_blocks(*in, first, end)));
+  uint64_t added = 0;
+  if (mode & FALLOC_FL_ZERO_RANGE) {
+    // Whole blocks become unwritten (zeros without writing them); partial ones are zeroed.
+    uint64_t zfirst = (offset + kBlockSize - 1) / kBlockSize, zend = end_byte / kBlockSize;
+    auto zero_partial = [&](uint64_t from, uint64_t to) {
+      if (from >= to) return;
+      uint64_t b = from / kBlockSize;
+      auto it = in->extents.upper_bound(b);
+      if (it == in->extents.begin()) return;
+      --it;
+      if (it->first + it->second.length <= b || it->second.unwritten()) return;
+      char* p = dev_->base() + (it->second.physical + b - it->first) * kBlockSize;
+      dev_->memset_persist(p + from % kBlockSize, 0, to - from);
+    };
+    if (zfirst > zend) {
+      zero_partial(offset, end_byte);
+    } else {
+      zero_partial(offset, zfirst * kBlockSize);
+      zero_partial(zend * kBlockSize, end_byte);
+      // Written extents in [zfirst, zend) turn unwritten in place.
+      std::vector<std::pair<uint64_t, Extent>> written;
+      auto it = in->extents.upper_bound(zfirst);
+      if (it != in->extents.begin()) --it;
+      for (; it != in->extents.end() && it->first < zend; ++it) {
+        uint64_t s = std::max(zfirst, it->first), e = std::min(zend, it->first + it->second.length);
+        if (s >= e || it->second.unwritten()) continue;
+        Extent piece = it->second;
+        piece.physical += s - it->first;
+        piece.length = e - s;
+        written.push_back({s, piece});
+      }
+      for (auto& [s, piece] : written) {
+        TRY(unmap_locked(txn, *in, s, s + piece.length, false));
+        TRY(map_locked(txn, *in, s, piece.physical, piece.length, kExtentUnwritten));
+      }
+    }
+  }
+  TRY(allocate_range_locked(txn, *in, first, end, kExtentUnwritten, &added));
+  if (!keep_size && end_byte > in->d.size) {
+    TRY(zero_tail_locked(*in, in->d.size));
+    in->d.size = end_byte;
+  }
+  touch(*in, (mode & FALLOC_FL_ZERO_RANGE) != 0, true);
+  store_inode(txn, *in);
+  return commit_locked(txn);
+}
+
+Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  uint64_t size = in->d.size;
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return error(EINVAL);
+  if (offset >= size) return error(ENXIO);
+  // Data is written extents only: unwritten extents are holes, as XFS reports them for DAX.
+  uint64_t block = offset / kBlockSize;
+  auto it = in->extents.upper_bound(block);
+  if (it != in->extents.begin()) --it;
+  if (whence == SEEK_DATA) {
+    for (; it != in->extents.end(); ++it) {
+      uint64_t s = it->first, e = it->first + it->second.length;
+      if (e <= block || it->second.unwritten()) continue;
+      uint64_t at = std::max(offset, s * kBlockSize);
+      if (at >= size) break;
+      return at;
+    }
+    return error(ENXIO);
+  }
+  uint64_t pos = offset;
+  for (; it != in->extents.end(); ++it) {
+    uint64_t s = it->first, e = it->first + it->second.length;
+    if (e <= pos / kBlockSize) continue;
+    if (s * kBlockSize > pos || it->second.unwritten()) break;
+    pos = e * kBlockSize;
+  }
+  return std::min(pos, size);
+}
+
+Result<Filesystem::FileInfo> Filesystem::file_info(uint64_t ino) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  FileInfo f;
+  f.size = in->d.size;
+  f.extents = in->extents.size();
+  f.data_blocks = in->data_blocks;
+  for (auto& [l, e] : in->extents)
+    if (e.unwritten()) f.unwritten_blocks += e.length;
+  f.dax_flag = in->d.flags & kInodeDax;
+  return f;
+}
+
+bool Filesystem::is_dax(uint64_t ino) {
+  std::shared_lock lock(mu_);
+  switch (opts_.dax) {
+    case DaxMode::kAlways: return true;
+    case DaxMode::kNever: return false;
+    case DaxMode::kInode: {
+      auto in = find(ino);
+      return in && ((*in)->d.flags & kInodeDax);
+    }
+  }
+  return false;
+}
+
+}  // namespace daxfs::fs

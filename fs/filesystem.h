@@ -1,0 +1,231 @@
+// The daxfs filesystem: mount/unmount of a formatted pmem device and every POSIX operation the
+// daemon needs, on in-memory indexes of the on-media metadata with every change committed
+// through the redo journal before it returns.
+//
+// Thread-safety: one reader/writer lock, `mu_`. Lookups, getattr, read and readdir take it shared;
+// everything that changes metadata takes it exclusive (one journal, one transaction at a time).
+// Lock order: mu_ before the device's internal locks. Nothing here calls back into FUSE.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "fs/alloc.h"
+#include "fs/inode.h"
+#include "fs/journal.h"
+#include "pmemdev/device.h"
+#include "pmemdev/holder.h"
+#include "pmemdev/result.h"
+
+namespace daxfs::fs {
+
+enum class DaxMode { kAlways, kInode, kNever };
+enum class ReadOnly { kNo, kYes };
+
+struct MountOptions {
+  DaxMode dax = DaxMode::kAlways;
+  ReadOnly read_only = ReadOnly::kNo;
+};
+
+// Who asks: owner of new inodes, and the umask to apply when the parent has no default ACL.
+struct Cred {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t umask = 0;
+};
+
+// setattr's selection, as FUSE_SET_ATTR_* (the daemon translates).
+struct SetAttr {
+  enum : uint32_t {
+    kMode = 1, kUid = 2, kGid = 4, kSize = 8, kAtime = 16, kMtime = 32,
+    kAtimeNow = 64, kMtimeNow = 128, kCtime = 256,
+  };
+  uint32_t valid = 0;
+  uint32_t mode = 0, uid = 0, gid = 0;
+  uint64_t size = 0;
+  timespec atime{}, mtime{}, ctime{};
+};
+
+struct Counters {
+  std::atomic<uint64_t> transactions{0};
+  std::atomic<uint64_t> reads{0}, writes{0};
+  std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
+  std::atomic<uint64_t> blocks_allocated{0}, blocks_freed{0};
+  std::atomic<uint64_t> poison_events{0};
+  std::atomic<uint64_t> recovered_entries{0}, orphans_freed{0};
+};
+
+// What readdir hands to its sink; return false from the sink to stop (buffer full).
+struct DirEntry {
+  std::string_view name;
+  uint64_t ino;
+  uint32_t type;  // S_IF* >> 12, i.e. DT_*
+  uint64_t next_offset;
+};
+
+class Filesystem : public pmemdev::Holder {
+ public:
+  // Recovers the journal, loads the metadata, frees orphans and claims the device (EBUSY when
+  // another process holds it). On failure `why` says what is wrong in one line.
+  static Result<std::unique_ptr<Filesystem>> mount(std::unique_ptr<pmemdev::Device> device,
+                                                   const MountOptions& opts, std::string& why);
+  ~Filesystem() override;
+  Filesystem(const Filesystem&) = delete;
+  Filesystem& operator=(const Filesystem&) = delete;
+  // Starts failure notifications (after the daemon has forked into the background).
+  void start() { dev_->start_notifier(); }
+  // Marks the filesystem clean and releases the device. Idempotent.
+  void unmount();
+
+  uint64_t root_ino() const { return root_; }
+  const MountOptions& options() const { return opts_; }
+  const std::string& device_path() const { return dev_->path(); }
+
+  // Names and attributes. lookup() and the creators count one lookup reference (FUSE nlookup);
+  // forget() drops them; an unlinked inode is freed when its last reference goes.
+  Result<struct stat> lookup(uint64_t parent, std::string_view name);
+  void forget(uint64_t ino, uint64_t count);
+  Result<struct stat> getattr(uint64_t ino);
+  Result<struct stat> setattr(uint64_t ino, const SetAttr& attr);
+  Result<struct stat> mknod(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev,
+                            const Cred& cred);
+  Result<struct stat> mkdir(uint64_t parent, std::string_view name, uint32_t mode, const Cred& cred);
+  Result<struct stat> symlink(uint64_t parent, std::string_view name, std::string_view target,
+                              const Cred& cred);
+  Result<struct stat> link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
+  Status unlink(uint64_t parent, std::string_view name);
+  Status rmdir(uint64_t parent, std::string_view name);
+  Status rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                std::string_view new_name, uint32_t flags);
+  Result<std::string> readlink(uint64_t ino);
+  Status readdir(uint64_t ino, uint64_t offset, const std::function<bool(const DirEntry&)>& sink);
+
+  // Data.
+  Result<size_t> read(uint64_t ino, uint64_t offset, size_t size, char* out);
+  Result<size_t> write(uint64_t ino, uint64_t offset, const char* data, size_t size);
+  Status fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
+  Result<uint64_t> lseek(uint64_t ino, uint64_t offset, int whence);
+  // Whether opens of `ino` bypass the page cache (the file is DAX under the mount's dax= mode).
+  bool is_dax(uint64_t ino);
+
+  // Extended attributes (flags: XATTR_CREATE / XATTR_REPLACE).
+  Status setxattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
+  // size 0: returns the value's size; a non-zero size smaller than the value: ERANGE.
+  Result<std::string> getxattr(uint64_t ino, std::string_view name);
+  Result<std::string> listxattr(uint64_t ino);  // NUL-separated names
+  Status removexattr(uint64_t ino, std::string_view name);
+  // FS_IOC_FSGETXATTR / FSSETXATTR (xflags, extsize, projid).
+  struct XAttrFlags {
+    uint32_t xflags = 0, extsize = 0, projid = 0;
+  };
+  Result<XAttrFlags> get_xflags(uint64_t ino);
+  Status set_xflags(uint64_t ino, const XAttrFlags& flags);
+
+  struct FileInfo {
+    uint64_t size = 0, extents = 0, data_blocks = 0, unwritten_blocks = 0;
+    bool dax_flag = false;
+  };
+  Result<FileInfo> file_info(uint64_t ino);
+
+  struct statvfs statfs();
+  // Forced shutdown (XFS_IOC_GOINGDOWN): every later operation fails with EIO.
+  void shutdown(const std::string& reason);
+  bool is_shut_down() const { return shutdown_.load(); }
+  const Counters& counters() const { return counters_; }
+  uint64_t inode_count();
+
+  // pmemdev::Holder.
+  void notify_failure(uint64_t offset, uint64_t length, pmemdev::FailureKind kind) override;
+
+ private:
+  friend class Loader;
+  Filesystem(std::unique_ptr<pmemdev::Device> device, const MountOptions& opts);
+
+  // Helpers that expect mu_ held exclusively end in _locked.
+  Status check_alive() const;
+  Status check_writable() const;
+  Result<Inode*> find(uint64_t ino) const;
+  Result<Inode*> find_dir(uint64_t ino) const;
+  struct stat to_stat(const Inode& in) const;
+  uint64_t inode_offset(uint64_t ino) const { return ino_block(ino) * kBlockSize + ino_slot(ino) * kInodeSize; }
+  void store_inode(Txn& txn, Inode& in);
+  Status commit_locked(Txn& txn);
+  Status reserve_locked(uint64_t blocks) const;
+  Result<BlockRange> alloc_locked(uint64_t want, uint64_t goal);
+  void free_later_locked(uint64_t start, uint64_t length);
+  void touch(Inode& in, bool mtime, bool ctime);
+
+  // Inodes (inode.cc).
+  Result<Inode*> new_inode_locked(Txn& txn, uint32_t mode, const Cred& cred, const Inode& parent,
+                                  uint64_t rdev);
+  Status release_inode_locked(Inode& in);  // frees everything; commits in bounded steps
+  void maybe_release_locked(Inode& in);
+  Result<struct stat> create_locked(uint64_t parent, std::string_view name, uint32_t mode,
+                                    uint64_t rdev, const Cred& cred, std::string_view target);
+
+  // Directories (dir.cc).
+  Status dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target);
+  void dir_remove_locked(Txn& txn, Inode& dir, std::string_view name);
+  void dir_set_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target);
+  Status check_name(std::string_view name) const;
+  Status remove_locked(uint64_t parent, std::string_view name, bool dir);
+
+  // Extent maps (extent.cc).
+  Result<RecordLoc> alloc_record_locked(Txn& txn, Inode& in);
+  void write_extent_locked(Txn& txn, Inode& in, uint64_t logical, const Extent& e);
+  void clear_record_locked(Txn& txn, Inode& in, RecordLoc loc);
+  Status map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t physical, uint64_t length,
+                    uint32_t flags);
+  // Removes mappings in [first, end) (logical blocks); frees the blocks when free_blocks.
+  Status unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks);
+  uint64_t unmapped_blocks(const Inode& in, uint64_t first, uint64_t end) const;
+  // Copies the part of [data_offset, data_offset + size) that falls in file blocks
+  // [first, end) to the device blocks from `physical`; with zero_rest, zeroes the rest of those blocks.
+  void copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset, const char* data,
+               size_t size, bool zero_rest);
+
+  // Files (file.cc).
+  Status truncate_locked(Inode& in, uint64_t size, Txn& txn);
+  Status zero_tail_locked(Inode& in, uint64_t from);
+  Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,
+                               uint64_t* new_blocks);
+
+  // Xattrs (xattr.cc).
+  Status store_xattrs_locked(Txn& txn, Inode& in);
+  // POSIX ACL inheritance and umask for a new inode (posix_acl_create()).
+  Status apply_create_acl_locked(const Inode& dir, Inode& in, uint32_t umask);
+
+  std::unique_ptr<pmemdev::Device> dev_;
+  MountOptions opts_;
+  SuperBlock* sb_ = nullptr;  // the on-media superblock (read-only except through txns)
+  std::unique_ptr<Journal> journal_;
+  mutable std::shared_mutex mu_;
+  Allocator alloc_;
+  std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
+  std::vector<uint64_t> free_inos_;
+  std::vector<BlockRange> pending_free_;
+  uint64_t root_ = 0;
+  uint64_t next_generation_ = 1;
+  std::atomic<bool> shutdown_{false};
+  bool mounted_ = false;
+  Counters counters_;
+};
+
+// Formats `device`: superblock, journal, the first inode chunk and the root directory.
+struct FormatOptions {
+  bool reflink = true;
+  std::string label;
+};
+Status format(pmemdev::Device& device, const FormatOptions& opts);
+
+}  // namespace daxfs::fs

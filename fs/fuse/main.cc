@@ -1,0 +1,180 @@
+// daxfs DEVICE MOUNTPOINT [-f] [-d] [-s] [-o OPTIONS]: the FUSE daemon. Also started by
+// `mount -t fuse.daxfs DEVICE MOUNTPOINT -o OPTIONS` through mount.fuse3.
+// Order: open and mount the filesystem (errors reach the terminal), mount FUSE, fork into the
+// background, then start the failure notifier and serve requests until unmounted.
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fs/fuse/ops.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: daxfs DEVICE MOUNTPOINT [-f] [-d] [-s] [-o OPTIONS]\n"
+    "\n"
+    "Mounts the daxfs on the emulated pmem DEVICE (a file formatted by mkfs.daxfs).\n"
+    "  -f            stay in the foreground\n"
+    "  -d            debug: foreground, print every FUSE request\n"
+    "  -s            single-threaded\n"
+    "  -o OPTIONS    comma-separated mount options:\n"
+    "     dax=always|inode|never   DAX files bypass the page cache (default always)\n"
+    "     mce_kill=early|late      memory-failure kill policy (default late)\n"
+    "     ro, allow_other, and the usual FUSE and mount options\n"
+    "  -h, --help    this text\n";
+
+struct Args {
+  std::string device, mountpoint;
+  bool foreground = false, debug = false, single = false, remount = false;
+  daxfs::fs::MountOptions mount;
+  std::vector<std::string> fuse_opts;  // passed through to libfuse
+  unsigned long remount_flags = 0;
+};
+
+[[noreturn]] void die(const std::string& msg) {
+  fprintf(stderr, "daxfs: %s\n", msg.c_str());
+  exit(1);
+}
+
+void parse_options(const std::string& list, Args& a) {
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    size_t comma = list.find(',', pos);
+    std::string opt = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? list.size() + 1 : comma + 1;
+    if (opt.empty()) continue;
+    if (opt.rfind("dax=", 0) == 0) {
+      std::string v = opt.substr(4);
+      if (v == "always") a.mount.dax = daxfs::fs::DaxMode::kAlways;
+      else if (v == "inode") a.mount.dax = daxfs::fs::DaxMode::kInode;
+      else if (v == "never") a.mount.dax = daxfs::fs::DaxMode::kNever;
+      else die("invalid option dax=" + v + " (always, inode or never)");
+    } else if (opt == "dax") {
+      a.mount.dax = daxfs::fs::DaxMode::kAlways;  // the old ext4/XFS spelling
+    } else if (opt.rfind("mce_kill=", 0) == 0) {
+      std::string v = opt.substr(9);
+      if (v != "early" && v != "late") die("invalid option mce_kill=" + v + " (early or late)");
+    } else if (opt == "remount") {
+      a.remount = true;
+    } else if (opt == "ro") {
+      a.mount.read_only = daxfs::fs::ReadOnly::kYes;
+      a.remount_flags |= MS_RDONLY;
+      a.fuse_opts.push_back(opt);
+    } else if (opt == "rw") {
+      a.mount.read_only = daxfs::fs::ReadOnly::kNo;
+    } else if (opt == "defaults" || opt == "auto" || opt == "noauto" || opt == "user" || opt == "nouser" ||
+               opt == "_netdev" || opt.rfind("x-", 0) == 0 || opt == "loop" || opt.rfind("fsname=", 0) == 0 ||
+               opt.rfind("subtype=", 0) == 0) {
+      // mount(8) and fstab words that mean nothing to a FUSE daemon; fsname is always the device.
+    } else {
+      if (opt == "nosuid") a.remount_flags |= MS_NOSUID;
+      if (opt == "nodev") a.remount_flags |= MS_NODEV;
+      if (opt == "noexec") a.remount_flags |= MS_NOEXEC;
+      if (opt == "noatime") a.remount_flags |= MS_NOATIME;
+      a.fuse_opts.push_back(opt);
+    }
+  }
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; i++) {
+    std::string s = argv[i];
+    if (s == "-h" || s == "--help") {
+      fputs(kUsage, stdout);
+      exit(0);
+    } else if (s == "-f") {
+      a.foreground = true;
+    } else if (s == "-d" || s == "--debug") {
+      a.debug = a.foreground = true;
+    } else if (s == "-s") {
+      a.single = true;
+    } else if (s == "-o") {
+      if (i + 1 >= argc) die("-o needs an argument");
+      parse_options(argv[++i], a);
+    } else if (s.rfind("-o", 0) == 0) {
+      parse_options(s.substr(2), a);
+    } else if (!s.empty() && s[0] == '-') {
+      die("unknown option " + s + " (see daxfs --help)");
+    } else {
+      positional.push_back(s);
+    }
+  }
+  if (positional.size() != 2) {
+    fputs(kUsage, stderr);
+    exit(1);
+  }
+  a.device = positional[0];
+  a.mountpoint = positional[1];
+  return a;
+}
+
+std::string absolute(const std::string& path) {
+  char buf[PATH_MAX];
+  if (realpath(path.c_str(), buf) == nullptr) die(path + ": " + strerror(errno));
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a = parse_args(argc, argv);
+  std::string device = absolute(a.device);
+  std::string mountpoint = absolute(a.mountpoint);
+
+  if (a.remount) {
+    // mount -o remount reaches us through mount.fuse3: change the existing mount in place
+    // (as `mount -i -o remount` would) rather than start a second daemon.
+    if (mount(device.c_str(), mountpoint.c_str(), "fuse", MS_REMOUNT | a.remount_flags, nullptr) != 0)
+      die("remount " + mountpoint + ": " + strerror(errno));
+    return 0;
+  }
+
+  auto dev = daxfs::pmemdev::Device::open(device, {});
+  if (!dev) die(device + ": " + strerror(dev.error()));
+  std::string why;
+  auto fs = daxfs::fs::Filesystem::mount(std::move(dev).value(), a.mount, why);
+  if (!fs) die(device + ": " + (why.empty() ? strerror(fs.error()) : why));
+
+  std::string opts = "fsname=" + device + ",default_permissions";
+  for (const std::string& o : a.fuse_opts) opts += "," + o;
+  std::vector<std::string> words = {"daxfs", "-o", opts};
+  if (a.debug) words.push_back("-d");
+  std::vector<char*> cargv;
+  for (auto& w : words) cargv.push_back(w.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(cargv.size()), cargv.data());
+
+  daxfs::fuse::Daemon daemon;
+  daemon.fs = fs->get();
+  fuse_lowlevel_ops ops{};
+  daxfs::fuse::assign_operations(ops);
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &daemon);
+  if (se == nullptr) die("cannot start the FUSE session (bad mount options?)");
+  if (fuse_set_signal_handlers(se) != 0) die("cannot install signal handlers");
+  if (fuse_session_mount(se, mountpoint.c_str()) != 0) die("cannot mount on " + mountpoint);
+  if (fuse_daemonize(a.foreground ? 1 : 0) != 0) die("cannot go into the background");
+  (*fs)->start();
+
+  int rc;
+  if (a.single) {
+    rc = fuse_session_loop(se);
+  } else {
+    fuse_loop_config config{};
+    config.clone_fd = 0;
+    config.max_idle_threads = 16;
+    rc = fuse_session_loop_mt(se, &config);
+  }
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  (*fs)->unmount();
+  fuse_opt_free_args(&args);
+  return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,222 @@
+// Inodes: allocation in chunks, release of everything an inode owns (in bounded transactions),
+// attributes (getattr/setattr) and lookup references.
+#include <fcntl.h>
+#include <time.h>
+
+#include <cstring>
+
+#include "fs/filesystem.h"
+
+namespace daxfs::fs {
+
+void chmod_access_acl(Inode& in);  // xattr.cc
+
+namespace {
+Timespec now_ts() {
+  timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return {t.tv_sec, static_cast<uint32_t>(t.tv_nsec), 0};
+}
+timespec to_timespec(const Timespec& t) { return {t.sec, static_cast<long>(t.nsec)}; }
+Timespec from_timespec(const timespec& t) { return {t.tv_sec, static_cast<uint32_t>(t.tv_nsec), 0}; }
+// The most extents one release transaction drops (keeps it well inside the journal).
+constexpr size_t kReleaseBatch = 4096;
+}  // namespace
+
+Result<Inode*> Filesystem::find(uint64_t ino) const {
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end() || it->second->d.mode == 0) return error(ENOENT);
+  return it->second.get();
+}
+
+Result<Inode*> Filesystem::find_dir(uint64_t ino) const {
+  Inode* in = TRY(find(ino));
+  if (!in->is_dir()) return error(ENOTDIR);
+  return in;
+}
+
+struct stat Filesystem::to_stat(const Inode& in) const {
+  struct stat st {};
+  st.st_ino = in.ino;
+  st.st_mode = in.d.mode;
+  st.st_nlink = in.d.nlink;
+  st.st_uid = in.d.uid;
+  st.st_gid = in.d.gid;
+  st.st_rdev = in.d.rdev;
+  st.st_blksize = kBlockSize;
+  if (in.is_dir()) {
+    st.st_size = static_cast<off_t>(in.record_blocks.size() * kBlockSize);
+    st.st_blocks = static_cast<blkcnt_t>(in.record_blocks.size() * (kBlockSize / 512));
+  } else {
+    st.st_size = static_cast<off_t>(in.d.size);
+    uint64_t blocks = in.data_blocks + (in.is_symlink() ? 1 : 0);
+    st.st_blocks = static_cast<blkcnt_t>(blocks * (kBlockSize / 512));
+  }
+  st.st_atim = to_timespec(in.d.atime);
+  st.st_mtim = to_timespec(in.d.mtime);
+  st.st_ctim = to_timespec(in.d.ctime);
+  return st;
+}
+
+void Filesystem::store_inode(Txn& txn, Inode& in) { txn.write_obj(inode_offset(in.ino), in.d); }
+
+void Filesystem::touch(Inode& in, bool mtime, bool ctime) {
+  Timespec t = now_ts();
+  if (mtime) in.d.mtime = t;
+  if (ctime) in.d.ctime = t;
+}
+
+Result<Inode*> Filesystem::new_inode_locked(Txn& txn, uint32_t mode, const Cred& cred,
+                                            const Inode& parent, uint64_t rdev) {
+  if (free_inos_.empty()) {
+    // A new chunk, pushed at the head of the chain; its slots are zero (free) before it is linked.
+    BlockRange r = TRY(alloc_locked(1, sb_->first_chunk));
+    char block[kBlockSize] = {};
+    ChunkHeader ch{};
+    ch.magic = kChunkMagic;
+    ch.next = sb_->first_chunk;
+    memcpy(block, &ch, sizeof ch);
+    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);
+    uint64_t head = r.start;
+    txn.write(offsetof(SuperBlock, first_chunk), &head, sizeof head);
+    for (uint32_t slot = kInodesPerChunk - 1; slot >= 1; slot--) free_inos_.push_back(make_ino(r.start, slot));
+  }
+  uint64_t ino = free_inos_.back();
+  free_inos_.pop_back();
+  auto in = std::make_unique<Inode>();
+  in->ino = ino;
+  in->d.mode = mode;
+  in->d.uid = cred.uid;
+  in->d.gid = cred.gid;
+  // BSD group semantics on a setgid directory, as Linux's inode_init_owner().
+  if (parent.d.mode & S_ISGID) {
+    in->d.gid = parent.d.gid;
+    if (S_ISDIR(mode)) in->d.mode |= S_ISGID;
+  }
+  in->d.nlink = S_ISDIR(mode) ? 2 : 1;
+  in->d.rdev = rdev;
+  in->d.generation = next_generation_++;
+  in->d.parent = S_ISDIR(mode) ? parent.ino : 0;
+  // DAX flag inheritance from the parent directory (XFS: XFS_DIFLAG2_DAX).
+  in->d.flags = parent.d.flags & kInodeDax;
+  Timespec t = now_ts();
+  in->d.atime = in->d.mtime = in->d.ctime = in->d.btime = t;
+  Inode* raw = in.get();
+  inodes_[ino] = std::move(in);
+  store_inode(txn, *raw);
+  return raw;
+}
+
+Status Filesystem::release_inode_locked(Inode& in) {
+  // Data first, in bounded transactions; a crash in between leaves an orphan (nlink 0) that the
+  // next mount finishes releasing.
+  while (!in.extents.empty()) {
+    Txn txn;
+    auto last = in.extents.end();
+    size_t n = 0;
+    uint64_t first = 0;
+    while (last != in.extents.begin() && n < kReleaseBatch) {
+      --last;
+      first = last->first;
+      n++;
+    }
+    TRY(unmap_locked(txn, in, first, UINT64_MAX >> kBlockShift, true));
+    TRY(commit_locked(txn));
+  }
+  Txn txn;
+  for (uint64_t b : in.record_blocks) free_later_locked(b, 1);
+  if (in.is_symlink() && in.d.head) free_later_locked(in.d.head, 1);
+  if (in.d.xattr_block) free_later_locked(in.d.xattr_block, (in.d.xattr_length + kBlockSize - 1) / kBlockSize);
+  DiskInode zero{};
+  txn.write_obj(inode_offset(in.ino), zero);
+  TRY(commit_locked(txn));
+  uint64_t ino = in.ino;
+  free_inos_.push_back(ino);
+  inodes_.erase(ino);
+  return {};
+}
+
+void Filesystem::maybe_release_locked(Inode& in) {
+  if (in.d.nlink != 0 || in.nlookup.load() != 0 || shutdown_ || opts_.read_only == ReadOnly::kYes) return;
+  Status st = release_inode_locked(in);
+  if (!st) shutdown("cannot release inode " + std::to_string(in.ino) + ": " + strerror(st.error()));
+}
+
+Result<struct stat> Filesystem::lookup(uint64_t parent, std::string_view name) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* dir = TRY(find_dir(parent));
+  Inode* target = nullptr;
+  if (name == ".") {
+    target = dir;
+  } else if (name == "..") {
+    target = TRY(find(dir->d.parent));
+  } else {
+    auto it = dir->names.find(std::string(name));
+    if (it == dir->names.end()) return error(ENOENT);
+    target = TRY(find(dir->slots[it->second].ino));
+  }
+  target->nlookup++;
+  return to_stat(*target);
+}
+
+void Filesystem::forget(uint64_t ino, uint64_t count) {
+  std::unique_lock lock(mu_);
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end()) return;
+  Inode& in = *it->second;
+  uint64_t cur = in.nlookup.load();
+  in.nlookup = cur >= count ? cur - count : 0;
+  maybe_release_locked(in);
+}
+
+Result<struct stat> Filesystem::getattr(uint64_t ino) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  return to_stat(*in);
+}
+
+Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  Inode* in = TRY(find(ino));
+  Txn txn;
+  bool changed = false;
+  if (a.valid & SetAttr::kSize) {
+    if (in->is_dir()) return error(EISDIR);
+    if (!in->is_reg()) return error(EINVAL);
+    if (a.size > kMaxFileSize) return error(EFBIG);
+    TRY(truncate_locked(*in, a.size, txn));
+    touch(*in, true, true);  // O_TRUNC and truncate(2) update both, even when the size is unchanged
+    changed = true;
+  }
+  if (a.valid & SetAttr::kMode) {
+    in->d.mode = (in->d.mode & S_IFMT) | (a.mode & 07777);
+    if (in->xattrs.count("system.posix_acl_access")) {
+      chmod_access_acl(*in);
+      TRY(store_xattrs_locked(txn, *in));
+    }
+    changed = true;
+  }
+  if (a.valid & SetAttr::kUid) {
+    in->d.uid = a.uid;
+    changed = true;
+  }
+  if (a.valid & SetAttr::kGid) {
+    in->d.gid = a.gid;
+    changed = true;
+  }
+  if (a.valid & SetAttr::kAtimeNow) in->d.atime = now_ts();
+  else if (a.valid & SetAttr::kAtime) in->d.atime = from_timespec(a.atime);
+  if (a.valid & SetAttr::kMtimeNow) in->d.mtime = now_ts();
+  else if (a.valid & SetAttr::kMtime) in->d.mtime = from_timespec(a.mtime);
+  changed |= (a.valid & (SetAttr::kAtime | SetAttr::kMtime | SetAttr::kAtimeNow | SetAttr::kMtimeNow)) != 0;
+  if (changed) touch(*in, false, true);
+  if (a.valid & SetAttr::kCtime) in->d.ctime = from_timespec(a.ctime);
+  store_inode(txn, *in);
+  TRY(commit_locked(txn));
+  return to_stat(*in);
+}
+
+}  // namespace daxfs::fs

@@ -1,0 +1,63 @@
+// The in-memory inode: the DRAM copy of an on-media inode plus the indexes built from its record
+// blocks at mount (extent map, directory slots and name index, xattrs). Guarded by the
+// filesystem's lock (see filesystem.h); nlookup is atomic because lookups run under the shared lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "fs/format.h"
+
+namespace daxfs::fs {
+
+// Where a record (extent or dirent) lives on media: a record block and a slot in it.
+struct RecordLoc {
+  uint64_t block = 0;
+  uint32_t slot = 0;
+};
+
+struct Extent {
+  uint64_t physical;  // first device block
+  uint64_t length;    // blocks
+  uint32_t flags;     // kExtentUnwritten
+  RecordLoc loc;      // its record on media
+  bool unwritten() const { return flags & kExtentUnwritten; }
+};
+
+struct DirSlot {
+  uint64_t ino = 0;  // 0: free
+  uint8_t type = 0;
+  std::string name;
+};
+
+struct Inode {
+  uint64_t ino = 0;
+  DiskInode d{};
+  // Regular files: logical block -> extent; never overlapping.
+  std::map<uint64_t, Extent> extents;
+  uint64_t data_blocks = 0;  // blocks mapped by `extents` (st_blocks / 8)
+  // Record blocks (extents or dirents) in creation order; the media chain runs newest first.
+  std::vector<uint64_t> record_blocks;
+  std::vector<RecordLoc> free_records;  // free extent-record slots
+  // Directories: slot index = ordinal of the block * kDirentsPerBlock + slot in the block.
+  std::vector<DirSlot> slots;
+  std::vector<uint32_t> free_slots;
+  std::unordered_map<std::string, uint32_t> names;  // name -> slot index
+  uint64_t subdirs = 0;
+  std::map<std::string, std::string> xattrs;
+  std::string symlink;
+  std::atomic<uint64_t> nlookup{0};
+
+  bool is_dir() const { return (d.mode & 0170000) == 0040000; }
+  bool is_reg() const { return (d.mode & 0170000) == 0100000; }
+  bool is_symlink() const { return (d.mode & 0170000) == 0120000; }
+  RecordLoc dirent_loc(uint32_t index) const {
+    return {record_blocks[index / kDirentsPerBlock], index % kDirentsPerBlock};
+  }
+};
+
+}  // namespace daxfs::fs

@@ -1,0 +1,69 @@
+// The redo journal: every crash-visible metadata update is a Txn of (device offset, bytes)
+// after-images, committed as a unit. Data written to newly allocated blocks is persisted before
+// the commit that makes it reachable (the caller drains it; commit() drains again first).
+// Not thread-safe: the filesystem serialises transactions under its exclusive lock.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "fs/format.h"
+#include "pmemdev/device.h"
+#include "pmemdev/result.h"
+
+namespace daxfs::fs {
+
+class Txn {
+ public:
+  // Records that the bytes at device offset `offset` become `data` when the txn commits.
+  void write(uint64_t offset, const void* data, uint32_t length);
+  template <typename T>
+  void write_obj(uint64_t offset, const T& obj) {
+    write(offset, &obj, sizeof(T));
+  }
+  bool empty() const { return count_ == 0; }
+  size_t bytes() const { return buf_.size(); }
+  void clear() {
+    buf_.clear();
+    count_ = 0;
+  }
+
+ private:
+  friend class Journal;
+  std::vector<char> buf_;  // JournalEntry + data (padded to 8) ...
+  uint64_t count_ = 0;
+};
+
+class Journal {
+ public:
+  Journal(pmemdev::Device& device, uint64_t start_block, uint64_t blocks)
+      : dev_(device), start_(start_block * kBlockSize), size_(blocks * kBlockSize) {}
+
+  // Bytes one transaction may hold.
+  size_t capacity() const { return size_ - sizeof(JournalHeader); }
+  // Writes the transaction to the journal, makes it durable (the commit point), applies it to
+  // the home locations and empties the journal. EFBIG when it exceeds capacity() (a bug in the
+  // caller, which bounds its transactions): nothing is written then.
+  Status commit(Txn& txn);
+  // At mount: replays a committed transaction a crash left behind. Returns the number of
+  // entries replayed (0 when the journal was empty); EUCLEAN for an entry outside the device.
+  Result<uint64_t> recover();
+  // mkfs: an empty journal.
+  void format();
+  uint64_t commits() const { return seq_; }
+
+ private:
+  JournalHeader* header() const {
+    return reinterpret_cast<JournalHeader*>(dev_.base() + start_);
+  }
+  Status apply(const char* entries, uint64_t bytes, uint64_t count, bool check_only);
+  pmemdev::Device& dev_;
+  uint64_t start_;
+  uint64_t size_;
+  uint64_t seq_ = 0;
+};
+
+uint64_t fnv1a64(const void* data, size_t length);
+
+}  // namespace daxfs::fs

@@ -1,0 +1,353 @@
+// Mount: superblock checks, journal recovery, loading every inode's metadata into memory (time
+// and memory follow the metadata, not the device size), rebuilding the allocator, freeing
+// orphans; and unmount, shutdown, statfs and the holder's failure notice.
+#include <sys/file.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "fs/filesystem.h"
+
+namespace daxfs::fs {
+
+// Reads the on-media metadata into a Filesystem. Every check failure is corruption: mount
+// refuses with EUCLEAN and the reason (fsck.daxfs repairs).
+class Loader {
+ public:
+  Loader(Filesystem& fs, std::string& why) : fs_(fs), why_(why) {}
+
+  Status load() {
+    const SuperBlock& sb = *fs_.sb_;
+    fs_.alloc_.reset(sb.journal_start + sb.journal_blocks, sb.block_count);
+    fs_.next_generation_ = sb.next_generation;
+    uint64_t chunk = sb.first_chunk;
+    while (chunk != 0) {
+      if (!block_ok(chunk) || !fs_.alloc_.mark_used(chunk, 1))
+        return corrupt("inode chunk " + std::to_string(chunk) + " is out of range or used twice");
+      const char* p = block(chunk);
+      ChunkHeader ch;
+      memcpy(&ch, p, sizeof ch);
+      if (ch.magic != kChunkMagic) return corrupt("bad inode chunk magic at block " + std::to_string(chunk));
+      for (uint32_t slot = 1; slot < kInodesPerChunk; slot++) {
+        uint64_t ino = make_ino(chunk, slot);
+        auto in = std::make_unique<Inode>();
+        in->ino = ino;
+        memcpy(&in->d, p + slot * kInodeSize, sizeof(DiskInode));
+        if (in->d.mode == 0) {
+          fs_.free_inos_.push_back(ino);
+          continue;
+        }
+        fs_.inodes_[ino] = std::move(in);
+      }
+      chunk = ch.next;
+    }
+    // Newest chunk first in the chain: hand out low slots of the newest chunks first.
+    std::reverse(fs_.free_inos_.begin(), fs_.free_inos_.end());
+    for (auto& [ino, in] : fs_.inodes_) TRY(load_inode(*in));
+    auto root = fs_.inodes_.find(sb.root_ino);
+    if (root == fs_.inodes_.end() || !root->second->is_dir()) return corrupt("the root directory is missing");
+    fs_.root_ = sb.root_ino;
+    // Every directory entry names a live inode; count subdirectories.
+    for (auto& [ino, in] : fs_.inodes_) {
+      if (!in->is_dir()) continue;
+      for (const DirSlot& s : in->slots) {
+        if (s.ino == 0) continue;
+        auto t = fs_.inodes_.find(s.ino);
+        if (t == fs_.inodes_.end() || t->second->d.nlink == 0)
+          return corrupt("directory " + std::to_string(ino) + " entry '" + s.name + "' names a free inode");
+        if (t->second->is_dir()) in->subdirs++;
+      }
+    }
+    return {};
+  }
+
+ private:
+  bool block_ok(uint64_t b) const {
+    const SuperBlock& sb = *fs_.sb_;
+    return b >= sb.journal_start + sb.journal_blocks && b < sb.block_count;
+  }
+  const char* block(uint64_t b) const { return fs_.dev_->base() + b * kBlockSize; }
+  Errno corrupt(const std::string& what) {
+    why_ = what + " (run fsck.daxfs)";
+    return error(EUCLEAN);
+  }
+
+  // Walks a record-block chain; returns its blocks in creation order.
+  Result<std::vector<uint64_t>> chain(const Inode& in, uint64_t magic) {
+    std::vector<uint64_t> blocks;
+    for (uint64_t b = in.d.head; b != 0;) {
+      if (!block_ok(b) || !fs_.alloc_.mark_used(b, 1))
+        return corrupt("inode " + std::to_string(in.ino) + " record block out of range or used twice");
+      RecordBlockHeader h;
+      memcpy(&h, block(b), sizeof h);
+      if (h.magic != magic || h.owner != in.ino)
+        return corrupt("inode " + std::to_string(in.ino) + " record block " + std::to_string(b) + " has a bad header");
+      blocks.push_back(b);
+      b = h.next;
+    }
+    std::reverse(blocks.begin(), blocks.end());
+    return blocks;
+  }
+
+  Status load_inode(Inode& in) {
+    std::string who = "inode " + std::to_string(in.ino);
+    if (in.is_reg()) {
+      in.record_blocks = TRY(chain(in, kExtentMagic));
+      for (uint64_t b : in.record_blocks) {
+        for (uint32_t slot = 0; slot < kExtentsPerBlock; slot++) {
+          DiskExtent e;
+          memcpy(&e, block(b) + sizeof(RecordBlockHeader) + slot * sizeof(DiskExtent), sizeof e);
+          if (e.length == 0) {
+            in.free_records.push_back({b, slot});
+            continue;
+          }
+          if (e.logical > (kMaxFileSize >> kBlockShift) || e.length > (kMaxFileSize >> kBlockShift) - e.logical)
+            return corrupt(who + " has an extent beyond the maximum file size");
+          if (!fs_.alloc_.mark_used(e.physical, e.length))
+            return corrupt(who + " maps blocks " + std::to_string(e.physical) + "+" + std::to_string(e.length) +
+                           " that are out of range or used twice");
+          auto next = in.extents.lower_bound(e.logical);
+          if ((next != in.extents.end() && next->first < e.logical + e.length) ||
+              (next != in.extents.begin() && std::prev(next)->first + std::prev(next)->second.length > e.logical))
+            return corrupt(who + " has overlapping extents");
+          in.extents[e.logical] = Extent{e.physical, e.length, e.flags & kExtentUnwritten, {b, slot}};
+          in.data_blocks += e.length;
+        }
+      }
+    } else if (in.is_dir()) {
+      in.record_blocks = TRY(chain(in, kDirMagic));
+      for (size_t ord = 0; ord < in.record_blocks.size(); ord++) {
+        uint64_t b = in.record_blocks[ord];
+        for (uint32_t slot = 0; slot < kDirentsPerBlock; slot++) {
+          DiskDirent de;
+          memcpy(&de, block(b) + sizeof(RecordBlockHeader) + slot * sizeof(DiskDirent), sizeof de);
+          uint32_t index = static_cast<uint32_t>(ord * kDirentsPerBlock + slot);
+          in.slots.emplace_back();
+          if (de.ino == 0) {
+            in.free_slots.push_back(index);
+            continue;
+          }
+          if (de.name_length == 0 || de.name_length > kNameMax)
+            return corrupt(who + " has a directory entry with a bad name length");
+          std::string name(de.name, de.name_length);
+          if (name == "." || name == ".." || name.find('/') != std::string::npos ||
+              name.find('\0') != std::string::npos || !in.names.emplace(name, index).second)
+            return corrupt(who + " has a bad or duplicate entry '" + name + "'");
+          in.slots.back() = DirSlot{de.ino, de.type, std::move(name)};
+        }
+      }
+      std::reverse(in.free_slots.begin(), in.free_slots.end());  // lowest first from the back
+    } else if (in.is_symlink()) {
+      if (in.d.size == 0 || in.d.size > kSymlinkMax || !block_ok(in.d.head) || !fs_.alloc_.mark_used(in.d.head, 1))
+        return corrupt(who + " is a symlink with a bad target block");
+      in.symlink.assign(block(in.d.head), in.d.size);
+    }
+    if (in.d.xattr_block != 0) {
+      uint64_t blocks = (in.d.xattr_length + kBlockSize - 1) / kBlockSize;
+      if (blocks == 0 || !block_ok(in.d.xattr_block) || !fs_.alloc_.mark_used(in.d.xattr_block, blocks))
+        return corrupt(who + " has a bad xattr block");
+      const char* p = block(in.d.xattr_block);
+      uint64_t pos = 0, n = in.d.xattr_length;
+      while (pos < n) {
+        if (n - pos < 5) return corrupt(who + " has a truncated xattr");
+        uint8_t nl = static_cast<uint8_t>(p[pos]);
+        uint32_t vl;
+        memcpy(&vl, p + pos + 1, 4);
+        pos += 5;
+        if (nl == 0 || n - pos < uint64_t{nl} + vl) return corrupt(who + " has a truncated xattr");
+        in.xattrs.emplace(std::string(p + pos, nl), std::string(p + pos + nl, vl));
+        pos += nl + vl;
+      }
+    }
+    return {};
+  }
+
+  Filesystem& fs_;
+  std::string& why_;
+};
+
+Filesystem::Filesystem(std::unique_ptr<pmemdev::Device> device, const MountOptions& opts)
+    : dev_(std::move(device)), opts_(opts) {}
+
+Filesystem::~Filesystem() {
+  unmount();
+  dev_->release();  // stops the notifier thread before any member it uses goes away
+}
+
+Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::Device> device,
+                                                      const MountOptions& opts, std::string& why) {
+  if (device->size() < sizeof(SuperBlock)) {
+    why = "the device is too small to hold a daxfs";
+    return error(EINVAL);
+  }
+  const auto* sb = reinterpret_cast<const SuperBlock*>(device->base());
+  if (sb->magic != kSuperMagic) {
+    why = "not a daxfs filesystem (no daxfs superblock; format it with mkfs.daxfs)";
+    return error(EINVAL);
+  }
+  if (sb->version > kFormatVersion) {
+    why = "the filesystem has format version " + std::to_string(sb->version) +
+          ", newer than this daxfs supports (" + std::to_string(kFormatVersion) + ")";
+    return error(EPROTONOSUPPORT);
+  }
+  if (sb->features & ~kKnownFeatures) {
+    why = "the filesystem uses unknown features";
+    return error(EPROTONOSUPPORT);
+  }
+  if (sb->block_size != kBlockSize || sb->version != kFormatVersion) {
+    why = "unsupported block size or version";
+    return error(EINVAL);
+  }
+  if (sb->block_count > device->size() / kBlockSize) {
+    why = "the device (" + std::to_string(device->size()) + " bytes) is smaller than its filesystem (" +
+          std::to_string(sb->block_count * kBlockSize) + " bytes)";
+    return error(EINVAL);
+  }
+  if (sb->journal_start != 1 || sb->journal_blocks < 16 || sb->journal_blocks > sb->block_count / 4) {
+    why = "the superblock's journal geometry is corrupt (run fsck.daxfs)";
+    return error(EUCLEAN);
+  }
+  std::unique_ptr<Filesystem> fs(new Filesystem(std::move(device), opts));
+  fs->sb_ = reinterpret_cast<SuperBlock*>(fs->dev_->base());
+  Status claimed = fs->dev_->claim(fs.get(), pmemdev::Device::Notifier::kDeferred);
+  if (!claimed) {
+    why = claimed.error() == EBUSY ? "the device is already mounted (held by another process)"
+                                   : std::string("cannot claim the device: ") + strerror(claimed.error());
+    return error(claimed.error());
+  }
+  fs->journal_ = std::make_unique<Journal>(*fs->dev_, fs->sb_->journal_start, fs->sb_->journal_blocks);
+  auto replayed = fs->journal_->recover();
+  if (!replayed) {
+    why = "the journal is corrupt (run fsck.daxfs)";
+    return error(replayed.error());
+  }
+  fs->counters_.recovered_entries = *replayed;
+  Loader loader(*fs, why);
+  TRY(loader.load());
+  std::unique_lock lock(fs->mu_);
+  fs->mounted_ = true;
+  if (opts.read_only == ReadOnly::kNo) {
+    // Orphans: unlinked while open when the last daemon died.
+    std::vector<Inode*> orphans;
+    for (auto& [ino, in] : fs->inodes_)
+      if (in->d.nlink == 0) orphans.push_back(in.get());
+    for (Inode* in : orphans) {
+      TRY(fs->release_inode_locked(*in));
+      fs->counters_.orphans_freed++;
+    }
+    Txn txn;
+    SuperBlock s = *fs->sb_;
+    s.clean = 0;
+    s.mount_count++;
+    txn.write(0, &s, offsetof(SuperBlock, uuid));
+    TRY(fs->commit_locked(txn));
+  }
+  return fs;
+}
+
+void Filesystem::unmount() {
+  std::unique_lock lock(mu_);
+  if (!mounted_) return;
+  mounted_ = false;
+  if (opts_.read_only == ReadOnly::kNo && !shutdown_) {
+    Txn txn;
+    SuperBlock s = *sb_;
+    s.clean = 1;
+    s.next_generation = next_generation_;
+    txn.write(0, &s, offsetof(SuperBlock, uuid));
+    (void)commit_locked(txn);
+  }
+  dev_->release();
+}
+
+void Filesystem::shutdown(const std::string& reason) {
+  if (shutdown_.exchange(true)) return;
+  fprintf(stderr, "daxfs: %s: filesystem shut down: %s\n", dev_->path().c_str(), reason.c_str());
+}
+
+Status Filesystem::check_alive() const {
+  if (shutdown_.load()) return error(EIO);
+  return {};
+}
+
+Status Filesystem::check_writable() const {
+  TRY(check_alive());
+  if (opts_.read_only == ReadOnly::kYes) return error(EROFS);
+  return {};
+}
+
+Status Filesystem::commit_locked(Txn& txn) {
+  Status st = journal_->commit(txn);
+  if (!st) {
+    // A transaction too big for the journal is a bug in its bounds; stop before anything worse.
+    shutdown("transaction of " + std::to_string(txn.bytes()) + " bytes does not fit the journal");
+    txn.clear();
+    return st;
+  }
+  counters_.transactions++;
+  // Blocks freed by the transaction become allocatable only now that it is durable.
+  for (const BlockRange& r : pending_free_) {
+    alloc_.free(r.start, r.length);
+    counters_.blocks_freed += r.length;
+  }
+  pending_free_.clear();
+  return {};
+}
+
+Status Filesystem::reserve_locked(uint64_t blocks) const {
+  // Keep a few blocks for the record blocks and inode chunks an operation may need.
+  if (alloc_.free_blocks() < blocks + 8) return error(ENOSPC);
+  return {};
+}
+
+Result<BlockRange> Filesystem::alloc_locked(uint64_t want, uint64_t goal) {
+  auto r = alloc_.alloc(want, goal);
+  if (r) counters_.blocks_allocated += r->length;
+  return r;
+}
+
+void Filesystem::free_later_locked(uint64_t start, uint64_t length) {
+  pending_free_.push_back({start, length});
+}
+
+struct statvfs Filesystem::statfs() {
+  std::shared_lock lock(mu_);
+  struct statvfs s {};
+  s.f_bsize = kBlockSize;
+  s.f_frsize = kBlockSize;
+  s.f_blocks = sb_->block_count;
+  s.f_bfree = alloc_.free_blocks();
+  s.f_bavail = alloc_.free_blocks();
+  s.f_ffree = free_inos_.size() + alloc_.free_blocks() * (kInodesPerChunk - 1);
+  s.f_favail = s.f_ffree;
+  s.f_files = inodes_.size() + s.f_ffree;
+  s.f_namemax = kNameMax;
+  s.f_fsid = 0;
+  memcpy(&s.f_fsid, sb_->uuid, sizeof s.f_fsid);
+  return s;
+}
+
+uint64_t Filesystem::inode_count() {
+  std::shared_lock lock(mu_);
+  return inodes_.size();
+}
+
+void Filesystem::notify_failure(uint64_t offset, uint64_t length, pmemdev::FailureKind kind) {
+  counters_.poison_events++;
+  if (kind == pmemdev::FailureKind::kPreRemove) {
+    shutdown("device pre-removal");
+    return;
+  }
+  // Issue 5 walks the rmap here. Until then: data poison is caught by reads (EIO); poison in
+  // metadata shuts the filesystem down rather than risk returning wrong data.
+  uint64_t block = offset / kBlockSize;
+  bool metadata = block < sb_->journal_start + sb_->journal_blocks;
+  fprintf(stderr, "daxfs: %s: memory failure at device offset %llu+%llu%s\n", dev_->path().c_str(),
+          static_cast<unsigned long long>(offset), static_cast<unsigned long long>(length),
+          metadata ? " (superblock/journal)" : "");
+  if (metadata) shutdown("poison in the superblock or journal");
+}
+
+}  // namespace daxfs::fs

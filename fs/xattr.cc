@@ -1,0 +1,259 @@
+// Extended attributes, POSIX ACLs and the FS_IOC_FS[GS]ETXATTR flags.
+// Xattrs of an inode are one blob in contiguous blocks, replaced copy-on-write: the new blob is
+// persisted in new blocks, then one transaction points the inode at it and frees the old one.
+// With FUSE_CAP_POSIX_ACL the kernel enforces ACLs and the filesystem keeps the mode in sync with
+// system.posix_acl_access and applies default ACLs to new inodes (Linux posix_acl_create()).
+#include <linux/fs.h>
+#include <sys/xattr.h>
+
+#include <cstring>
+
+#include "fs/filesystem.h"
+
+namespace daxfs::fs {
+
+namespace {
+constexpr const char* kAclAccess = "system.posix_acl_access";
+constexpr const char* kAclDefault = "system.posix_acl_default";
+constexpr uint64_t kMaxXattrBlob = 1 << 20;
+constexpr uint32_t kAclVersion = 2;
+enum : uint16_t { kUserObj = 1, kUser = 2, kGroupObj = 4, kGroup = 8, kMask = 0x10, kOther = 0x20 };
+
+struct AclEntry {
+  uint16_t tag, perm;
+  uint32_t id;
+};
+
+bool parse_acl(const std::string& v, std::vector<AclEntry>& out) {
+  if (v.size() < 4 || (v.size() - 4) % 8 != 0) return false;
+  uint32_t version;
+  memcpy(&version, v.data(), 4);
+  if (version != kAclVersion) return false;
+  out.clear();
+  for (size_t i = 4; i < v.size(); i += 8) {
+    AclEntry e;
+    memcpy(&e, v.data() + i, 8);
+    if (e.perm & ~7u) return false;
+    out.push_back(e);
+  }
+  int user_obj = 0, group_obj = 0, other = 0, mask = 0, named = 0;
+  for (auto& e : out) {
+    switch (e.tag) {
+      case kUserObj: user_obj++; break;
+      case kGroupObj: group_obj++; break;
+      case kOther: other++; break;
+      case kMask: mask++; break;
+      case kUser: case kGroup: named++; break;
+      default: return false;
+    }
+  }
+  return user_obj == 1 && group_obj == 1 && other == 1 && mask <= 1 && (named == 0 || mask == 1);
+}
+
+std::string serialize_acl(const std::vector<AclEntry>& acl) {
+  std::string v(4 + acl.size() * 8, '\0');
+  memcpy(v.data(), &kAclVersion, 4);
+  for (size_t i = 0; i < acl.size(); i++) memcpy(v.data() + 4 + i * 8, &acl[i], 8);
+  return v;
+}
+
+bool acl_equivalent_to_mode(const std::vector<AclEntry>& acl) { return acl.size() == 3; }
+
+// The mode bits an access ACL implies (posix_acl_equiv_mode()).
+uint32_t acl_mode(const std::vector<AclEntry>& acl, uint32_t mode) {
+  uint32_t m = mode & ~0777u;
+  uint16_t group = 0, mask = 0xffff;
+  for (auto& e : acl) {
+    if (e.tag == kUserObj) m |= e.perm << 6;
+    if (e.tag == kGroupObj) group = e.perm;
+    if (e.tag == kMask) mask = e.perm;
+    if (e.tag == kOther) m |= e.perm;
+  }
+  m |= (mask != 0xffff ? mask : group) << 3;
+  return m;
+}
+
+// posix_acl_chmod(): the ACL follows a new mode.
+void chmod_acl(std::vector<AclEntry>& acl, uint32_t mode) {
+  bool has_mask = false;
+  for (auto& e : acl) has_mask |= e.tag == kMask;
+  for (auto& e : acl) {
+    if (e.tag == kUserObj) e.perm = (mode >> 6) & 7;
+    if (e.tag == kOther) e.perm = mode & 7;
+    if (e.tag == kMask || (e.tag == kGroupObj && !has_mask)) e.perm = (mode >> 3) & 7;
+  }
+}
+
+bool namespace_ok(std::string_view name) {
+  return name.starts_with("user.") || name.starts_with("trusted.") || name.starts_with("security.") ||
+         name == kAclAccess || name == kAclDefault;
+}
+}  // namespace
+
+Status Filesystem::store_xattrs_locked(Txn& txn, Inode& in) {
+  std::string blob;
+  for (auto& [name, value] : in.xattrs) {
+    uint8_t nl = static_cast<uint8_t>(name.size());
+    uint32_t vl = static_cast<uint32_t>(value.size());
+    blob.push_back(static_cast<char>(nl));
+    blob.append(reinterpret_cast<const char*>(&vl), 4);
+    blob.append(name);
+    blob.append(value);
+  }
+  if (blob.size() > kMaxXattrBlob) return error(ENOSPC);
+  uint64_t old_block = in.d.xattr_block, old_blocks = (in.d.xattr_length + kBlockSize - 1) / kBlockSize;
+  in.d.xattr_block = 0;
+  in.d.xattr_length = 0;
+  if (!blob.empty()) {
+    uint64_t want = (blob.size() + kBlockSize - 1) / kBlockSize;
+    BlockRange r = TRY(alloc_locked(want, 0));
+    if (r.length < want) {
+      alloc_.free(r.start, r.length);  // never referenced: back at once
+      in.d.xattr_block = old_block;
+      in.d.xattr_length = static_cast<uint32_t>(old_blocks ? in.d.xattr_length : 0);
+      return error(ENOSPC);
+    }
+    // The new blob is durable before the transaction that points the inode at it.
+    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, blob.data(), blob.size());
+    in.d.xattr_block = r.start;
+    in.d.xattr_length = static_cast<uint32_t>(blob.size());
+  }
+  if (old_block) free_later_locked(old_block, old_blocks);
+  store_inode(txn, in);
+  return {};
+}
+
+Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  Inode* in = TRY(find(ino));
+  if (name.empty() || name.size() > kNameMax) return error(ERANGE);
+  if (value.size() > XATTR_SIZE_MAX) return error(E2BIG);
+  if (!namespace_ok(name)) return error(EOPNOTSUPP);
+  std::string key(name);
+  bool exists = in->xattrs.count(key);
+  if ((flags & XATTR_CREATE) && exists) return error(EEXIST);
+  if ((flags & XATTR_REPLACE) && !exists) return error(ENODATA);
+  auto saved = in->xattrs;
+  auto saved_mode = in->d.mode;
+  std::string v(value);
+  if (key == kAclAccess || key == kAclDefault) {
+    std::vector<AclEntry> acl;
+    if (!parse_acl(v, acl)) return error(EINVAL);
+    if (key == kAclDefault && !in->is_dir()) return error(EACCES);
+    if (key == kAclAccess) {
+      in->d.mode = acl_mode(acl, in->d.mode);
+      if (acl_equivalent_to_mode(acl)) {
+        in->xattrs.erase(key);  // the mode says it all (posix_acl_update_mode())
+        v.clear();
+      }
+    }
+  }
+  if (!(key == kAclAccess && v.empty())) in->xattrs[key] = v;
+  touch(*in, false, true);
+  TRY(reserve_locked(kMaxXattrBlob / kBlockSize));
+  Txn txn;
+  Status st = store_xattrs_locked(txn, *in);
+  if (!st) {
+    in->xattrs = std::move(saved);
+    in->d.mode = saved_mode;
+    return st;
+  }
+  return commit_locked(txn);
+}
+
+Result<std::string> Filesystem::getxattr(uint64_t ino, std::string_view name) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  auto it = in->xattrs.find(std::string(name));
+  if (it == in->xattrs.end()) return error(ENODATA);
+  return it->second;
+}
+
+Result<std::string> Filesystem::listxattr(uint64_t ino) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  std::string out;
+  for (auto& [name, value] : in->xattrs) {
+    out.append(name);
+    out.push_back('\0');
+  }
+  return out;
+}
+
+Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  Inode* in = TRY(find(ino));
+  auto it = in->xattrs.find(std::string(name));
+  if (it == in->xattrs.end()) return error(ENODATA);
+  in->xattrs.erase(it);
+  touch(*in, false, true);
+  Txn txn;
+  TRY(store_xattrs_locked(txn, *in));
+  return commit_locked(txn);
+}
+
+Status Filesystem::apply_create_acl_locked(const Inode& dir, Inode& in, uint32_t umask) {
+  if (in.is_symlink()) return {};
+  auto def = dir.xattrs.find(kAclDefault);
+  if (def == dir.xattrs.end()) {
+    in.d.mode &= ~(umask & 0777);
+    return {};
+  }
+  std::vector<AclEntry> acl;
+  if (!parse_acl(def->second, acl)) return error(EUCLEAN);
+  if (in.is_dir()) in.xattrs[kAclDefault] = def->second;
+  // posix_acl_create_masq(): the new ACL is the default one limited by the requested mode.
+  uint32_t mode = in.d.mode;
+  bool has_mask = false;
+  for (auto& e : acl) has_mask |= e.tag == kMask;
+  for (auto& e : acl) {
+    if (e.tag == kUserObj) e.perm &= (mode >> 6) & 7;
+    if (e.tag == kOther) e.perm &= mode & 7;
+    if (e.tag == kMask || (e.tag == kGroupObj && !has_mask)) e.perm &= (mode >> 3) & 7;
+  }
+  in.d.mode = acl_mode(acl, mode);
+  if (!acl_equivalent_to_mode(acl)) in.xattrs[kAclAccess] = serialize_acl(acl);
+  return {};
+}
+
+Result<Filesystem::XAttrFlags> Filesystem::get_xflags(uint64_t ino) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  XAttrFlags f;
+  f.xflags = (in->d.flags & kInodeDax) ? FS_XFLAG_DAX : 0;
+  f.extsize = in->d.extsize;
+  f.projid = in->d.projid;
+  return f;
+}
+
+Status Filesystem::set_xflags(uint64_t ino, const XAttrFlags& f) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  Inode* in = TRY(find(ino));
+  if (f.xflags & ~static_cast<uint32_t>(FS_XFLAG_DAX)) return error(EOPNOTSUPP);
+  if (f.extsize % kBlockSize != 0) return error(EINVAL);
+  in->d.flags = (in->d.flags & ~kInodeDax) | ((f.xflags & FS_XFLAG_DAX) ? kInodeDax : 0);
+  in->d.extsize = f.extsize;
+  in->d.projid = f.projid;
+  touch(*in, false, true);
+  Txn txn;
+  store_inode(txn, *in);
+  return commit_locked(txn);
+}
+
+// setattr's chmod keeps an access ACL in step (posix_acl_chmod()); called from inode.cc.
+void chmod_access_acl(Inode& in) {
+  auto it = in.xattrs.find(kAclAccess);
+  if (it == in.xattrs.end()) return;
+  std::vector<AclEntry> acl;
+  if (!parse_acl(it->second, acl)) return;
+  chmod_acl(acl, in.d.mode);
+  it->second = serialize_acl(acl);
+}
+
+}  // namespace daxfs::fs

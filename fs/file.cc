@@ -15,7 +15,7 @@ namespace daxfs::fs {
 
 namespace {
 constexpr size_t kTruncateBatch = 4096;  // extents dropped per transaction
-constexpr uint64_t kEndBlock = kMaxFileSize / kBlockSize + 1;
+constexpr uint64_t kEndBlock = kMaxFileBlocks;
 }  // namespace
 
 void Filesystem::copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset,
@@ -81,7 +81,8 @@ Status Filesystem::zero_tail_locked(Inode& in, uint64_t from) {
   return {};
 }
 
-Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data, size_t size) {
+Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data, size_t size,
+                                 KillPriv kill_priv) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
   Inode* in = TRY(find(ino));
@@ -131,6 +132,12 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
     }
   }
   if (offset + size > in->d.size) in->d.size = offset + size;
+  if (kill_priv == KillPriv::kYes) {
+    // should_remove_suid(): setuid always; setgid only with group execute (else it is mandatory
+    // locking's marker, which Linux leaves alone).
+    in->d.mode &= ~static_cast<uint32_t>(S_ISUID);
+    if ((in->d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) in->d.mode &= ~static_cast<uint32_t>(S_ISGID);
+  }
   touch(*in, true, true);
   store_inode(txn, *in);
   TRY(commit_locked(txn));  // drains the data copied above before the commit record
@@ -217,9 +224,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   Txn txn;
   if (mode & FALLOC_FL_PUNCH_HOLE) {
     if (!keep_size || (mode & FALLOC_FL_ZERO_RANGE)) return error(EOPNOTSUPP);
-    uint64_t size = in->d.size;
-    if (offset >= size) return {};
-    end_byte = std::min(end_byte, size);
+    // As XFS, the range is not clipped to EOF: post-EOF (preallocated) blocks are punched too.
     uint64_t first = (offset + kBlockSize - 1) / kBlockSize, end = end_byte / kBlockSize;
     // Partial blocks at either end are zeroed in place; whole blocks are unmapped and freed.
     auto zero_bytes = [&](uint64_t from, uint64_t to) {

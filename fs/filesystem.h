@@ -112,7 +112,11 @@ class Filesystem : public pmemdev::Holder {
 
   // Data.
   Result<size_t> read(uint64_t ino, uint64_t offset, size_t size, char* out);
-  Result<size_t> write(uint64_t ino, uint64_t offset, const char* data, size_t size);
+  // kill_priv: the writer lacks CAP_FSETID, so a write clears setuid (and setgid with group
+  // execute), as Linux's file_remove_privs(); the FUSE kernel leaves that to us for direct I/O.
+  enum class KillPriv { kNo, kYes };
+  Result<size_t> write(uint64_t ino, uint64_t offset, const char* data, size_t size,
+                       KillPriv kill_priv = KillPriv::kNo);
   Status fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
   Result<uint64_t> lseek(uint64_t ino, uint64_t offset, int whence);
   // Whether opens of `ino` bypass the page cache (the file is DAX under the mount's dax= mode).
@@ -140,6 +144,11 @@ class Filesystem : public pmemdev::Holder {
   struct statvfs statfs();
   // Forced shutdown (XFS_IOC_GOINGDOWN): every later operation fails with EIO.
   void shutdown(const std::string& reason);
+  // Called once, from whatever thread shuts the filesystem down (possibly with mu_ held): it must
+  // not call back into the filesystem synchronously.
+  void set_shutdown_hook(std::function<void()> hook) { shutdown_hook_ = std::move(hook); }
+  // Inodes the kernel holds references to (for cache invalidation).
+  std::vector<uint64_t> referenced_inodes();
   bool is_shut_down() const { return shutdown_.load(); }
   const Counters& counters() const { return counters_; }
   uint64_t inode_count();
@@ -217,6 +226,7 @@ class Filesystem : public pmemdev::Holder {
   uint64_t root_ = 0;
   uint64_t next_generation_ = 1;
   std::atomic<bool> shutdown_{false};
+  std::function<void()> shutdown_hook_;
   bool mounted_ = false;
   Counters counters_;
 };

@@ -18,6 +18,8 @@ inline constexpr uint64_t kDirMagic = 0x5249444453465844ULL;      // "DXFSDDIR"
 inline constexpr uint64_t kJournalMagic = 0x4c4e524a53465844ULL;  // "DXFSJRNL"
 inline constexpr uint64_t kMinDeviceSize = 16ULL << 20;
 inline constexpr uint64_t kMaxFileSize = INT64_MAX;  // as XFS: MAX_LFS_FILESIZE
+// One past the last file block: the block holding byte kMaxFileSize - 1 is 2^51 - 1.
+inline constexpr uint64_t kMaxFileBlocks = (kMaxFileSize + 4095) / 4096;
 inline constexpr uint32_t kNameMax = 255;
 inline constexpr uint32_t kSymlinkMax = kBlockSize - 1;
 

@@ -7,6 +7,8 @@
 // A crash before 3 loses the txn (nothing reachable changed); after 3, recovery redoes step 4.
 #include "fs/journal.h"
 
+#include <utility>
+
 namespace daxfs::fs {
 
 uint64_t fnv1a64(const void* data, size_t length) {
@@ -53,6 +55,8 @@ Status Journal::commit(Txn& txn) {
   char* area = dev_.base() + start_ + sizeof(JournalHeader);
   dev_.memcpy_nodrain(area, txn.buf_.data(), txn.bytes());
   dev_.drain();  // (2) entries and the caller's flushed data before the commit record
+  CrashPoint crash = std::exchange(crash_at_, CrashPoint::kNone);
+  if (crash == CrashPoint::kAfterEntries) return {};
   JournalHeader h{};
   h.magic = kJournalMagic;
   h.seq = ++seq_;
@@ -60,9 +64,11 @@ Status Journal::commit(Txn& txn) {
   h.bytes = txn.bytes();
   h.checksum = fnv1a64(txn.buf_.data(), txn.bytes());
   dev_.memcpy_persist(header(), &h, sizeof h);  // (3) the commit point
+  if (crash == CrashPoint::kAfterCommitRecord) return {};
   Status st = apply(txn.buf_.data(), txn.bytes(), txn.count_, false);
   if (!st) abort();  // entries were built by this process: a bad one is a bug
   dev_.drain();       // (4) home locations durable before the journal is emptied
+  if (crash == CrashPoint::kAfterApply) return {};
   uint64_t zero = 0;
   dev_.memcpy_persist(&header()->magic, &zero, sizeof zero);  // (5)
   txn.clear();

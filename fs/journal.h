@@ -53,6 +53,10 @@ class Journal {
   void format();
   uint64_t commits() const { return seq_; }
 
+  // Test seam: makes the next commit() stop at `point`, as if the process died there.
+  enum class CrashPoint { kNone, kAfterEntries, kAfterCommitRecord, kAfterApply };
+  void crash_next_commit_at(CrashPoint point) { crash_at_ = point; }
+
  private:
   JournalHeader* header() const {
     return reinterpret_cast<JournalHeader*>(dev_.base() + start_);
@@ -62,6 +66,7 @@ class Journal {
   uint64_t start_;
   uint64_t size_;
   uint64_t seq_ = 0;
+  CrashPoint crash_at_ = CrashPoint::kNone;
 };
 
 uint64_t fnv1a64(const void* data, size_t length);

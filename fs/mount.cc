@@ -45,7 +45,11 @@ class Loader {
     }
     // Newest chunk first in the chain: hand out low slots of the newest chunks first.
     std::reverse(fs_.free_inos_.begin(), fs_.free_inos_.end());
-    for (auto& [ino, in] : fs_.inodes_) TRY(load_inode(*in));
+    for (auto& [ino, in] : fs_.inodes_) {
+      TRY(load_inode(*in));
+      // The superblock's copy is written only at a clean unmount: never reuse a generation.
+      fs_.next_generation_ = std::max(fs_.next_generation_, in->d.generation + 1);
+    }
     auto root = fs_.inodes_.find(sb.root_ino);
     if (root == fs_.inodes_.end() || !root->second->is_dir()) return corrupt("the root directory is missing");
     fs_.root_ = sb.root_ino;
@@ -103,7 +107,7 @@ class Loader {
             in.free_records.push_back({b, slot});
             continue;
           }
-          if (e.logical > (kMaxFileSize >> kBlockShift) || e.length > (kMaxFileSize >> kBlockShift) - e.logical)
+          if (e.logical >= kMaxFileBlocks || e.length > kMaxFileBlocks - e.logical)
             return corrupt(who + " has an extent beyond the maximum file size");
           if (!fs_.alloc_.mark_used(e.physical, e.length))
             return corrupt(who + " maps blocks " + std::to_string(e.physical) + "+" + std::to_string(e.length) +
@@ -265,6 +269,15 @@ void Filesystem::unmount() {
 void Filesystem::shutdown(const std::string& reason) {
   if (shutdown_.exchange(true)) return;
   fprintf(stderr, "daxfs: %s: filesystem shut down: %s\n", dev_->path().c_str(), reason.c_str());
+  if (shutdown_hook_) shutdown_hook_();
+}
+
+std::vector<uint64_t> Filesystem::referenced_inodes() {
+  std::shared_lock lock(mu_);
+  std::vector<uint64_t> out;
+  for (auto& [ino, in] : inodes_)
+    if (in->nlookup.load() > 0 || ino == root_) out.push_back(ino);
+  return out;
 }
 
 Status Filesystem::check_alive() const {

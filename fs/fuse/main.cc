@@ -159,6 +159,8 @@ int main(int argc, char** argv) {
   if (se == nullptr) die("cannot start the FUSE session (bad mount options?)");
   if (fuse_set_signal_handlers(se) != 0) die("cannot install signal handlers");
   if (fuse_session_mount(se, mountpoint.c_str()) != 0) die("cannot mount on " + mountpoint);
+  daemon.se = se;
+  daxfs::fuse::install_shutdown_hook(daemon);
   if (fuse_daemonize(a.foreground ? 1 : 0) != 0) die("cannot go into the background");
   (*fs)->start();
 
@@ -171,6 +173,7 @@ int main(int argc, char** argv) {
     config.max_idle_threads = 16;
     rc = fuse_session_loop_mt(se, &config);
   }
+  if (daemon.invalidator.joinable()) daemon.invalidator.join();
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);

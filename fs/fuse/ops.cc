@@ -221,8 +221,17 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) noexcept {
   guarded(req, [&] {
     if (off < 0) return void(fuse_reply_err(req, EINVAL));
-    auto n = fs_of(req).write(to_ino(req, ino), static_cast<uint64_t>(off), data, size);
+    // Without CAP_FSETID (approximated by uid 0) a write strips setuid/setgid.
+    auto kill = fuse_req_ctx(req)->uid == 0 ? fs::Filesystem::KillPriv::kNo : fs::Filesystem::KillPriv::kYes;
+    bool setid = false;
+    if (kill == fs::Filesystem::KillPriv::kYes) {
+      auto st = fs_of(req).getattr(to_ino(req, ino));
+      setid = st && (st->st_mode & (S_ISUID | S_ISGID));
+    }
+    auto n = fs_of(req).write(to_ino(req, ino), static_cast<uint64_t>(off), data, size, kill);
     if (!n) return void(fuse_reply_err(req, n.error()));
+    // The kernel keeps the cached mode after a direct write: tell it the set-id bits went.
+    if (setid) fuse_lowlevel_notify_inval_inode(daemon_of(req).se, ino, -1, 0);
     fuse_reply_write(req, *n);
   });
 }
@@ -298,7 +307,21 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
-  guarded(req, [&] { reply_sized(req, fs_of(req).listxattr(to_ino(req, ino)), size); });
+  guarded(req, [&] {
+    auto names = fs_of(req).listxattr(to_ino(req, ino));
+    if (names && fuse_req_ctx(req)->uid != 0) {
+      // trusted.* is visible only with CAP_SYS_ADMIN (Linux filters it in the filesystem).
+      std::string visible;
+      for (size_t pos = 0; pos < names->size();) {
+        size_t end = names->find('\0', pos);
+        std::string_view name(names->data() + pos, end - pos);
+        if (!name.starts_with("trusted.")) visible.append(name).push_back('\0');
+        pos = end + 1;
+      }
+      return reply_sized(req, Result<std::string>(visible), size);
+    }
+    reply_sized(req, names, size);
+  });
 }
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept {
@@ -349,7 +372,9 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
         fsxattr x;
         memcpy(&x, in_buf, sizeof x);
         fs::Filesystem::XAttrFlags f{x.fsx_xflags, x.fsx_extsize, x.fsx_projid};
-        return reply_status(req, fs.set_xflags(ino, f));
+        Status st = fs.set_xflags(ino, f);
+        if (!st) return void(fuse_reply_err(req, st.error()));
+        return void(fuse_reply_ioctl(req, 0, nullptr, 0));
       }
       case FS_IOC_GETFLAGS: {
         auto f = fs.get_xflags(ino);
@@ -393,6 +418,17 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
 }
 
 }  // namespace
+
+void install_shutdown_hook(Daemon& daemon) {
+  daemon.fs->set_shutdown_hook([&daemon] {
+    daemon.invalidator = std::thread([&daemon] {
+      for (uint64_t ino : daemon.fs->referenced_inodes()) {
+        fuse_ino_t nodeid = ino == daemon.fs->root_ino() ? FUSE_ROOT_ID : ino;
+        fuse_lowlevel_notify_inval_inode(daemon.se, nodeid, -1, 0);  // attributes only
+      }
+    });
+  });
+}
 
 void assign_operations(fuse_lowlevel_ops& ops) {
   ops.init = op_init;

@@ -1,4 +1,4 @@
-// daxfs DEVICE MOUNTPOINT [-f] [-d] [-s] [-o OPTIONS]: the FUSE daemon. Also started by
+// daxfs DEVICE MOUNTPOINT [-f] [-d] [-s|-m] [-o OPTIONS]: the FUSE daemon. Also started by
 // `mount -t fuse.daxfs DEVICE MOUNTPOINT -o OPTIONS` through mount.fuse3.
 // Order: open and mount the filesystem (errors reach the terminal), mount FUSE, fork into the
 // background, then start the failure notifier and serve requests until unmounted.
@@ -17,12 +17,14 @@
 namespace {
 
 const char* kUsage =
-    "usage: daxfs DEVICE MOUNTPOINT [-f] [-d] [-s] [-o OPTIONS]\n"
+    "usage: daxfs DEVICE MOUNTPOINT [-f] [-d] [-s|-m] [-o OPTIONS]\n"
     "\n"
     "Mounts the daxfs on the emulated pmem DEVICE (a file formatted by mkfs.daxfs).\n"
     "  -f            stay in the foreground\n"
     "  -d            debug: foreground, print every FUSE request\n"
-    "  -s            single-threaded\n"
+    "  -m            serve requests from libfuse's thread pool (default: one thread; see\n"
+    "                docs/benchmarks.md for why)\n"
+    "  -s            single-threaded (the default; accepted for libfuse compatibility)\n"
     "  -o OPTIONS    comma-separated mount options:\n"
     "     dax=always|inode|never   DAX files bypass the page cache (default always)\n"
     "     mce_kill=early|late      memory-failure kill policy (default late)\n"
@@ -31,7 +33,7 @@ const char* kUsage =
 
 struct Args {
   std::string device, mountpoint;
-  bool foreground = false, debug = false, single = false, remount = false;
+  bool foreground = false, debug = false, multi = false, remount = false;
   daxfs::fs::MountOptions mount;
   std::vector<std::string> fuse_opts;  // passed through to libfuse
   unsigned long remount_flags = 0;
@@ -95,7 +97,9 @@ Args parse_args(int argc, char** argv) {
     } else if (s == "-d" || s == "--debug") {
       a.debug = a.foreground = true;
     } else if (s == "-s") {
-      a.single = true;
+      a.multi = false;
+    } else if (s == "-m") {
+      a.multi = true;
     } else if (s == "-o") {
       if (i + 1 >= argc) die("-o needs an argument");
       parse_options(argv[++i], a);
@@ -164,14 +168,17 @@ int main(int argc, char** argv) {
   if (fuse_daemonize(a.foreground ? 1 : 0) != 0) die("cannot go into the background");
   (*fs)->start();
 
+  // One thread serves requests by default: every handler is a short, non-blocking memory
+  // operation, and on small machines the thread pool's hand-offs between workers cost more than
+  // they win (measured: about 2x on 4 KiB I/O and metadata rates, docs/benchmarks.md).
   int rc;
-  if (a.single) {
-    rc = fuse_session_loop(se);
-  } else {
+  if (a.multi) {
     fuse_loop_config config{};
     config.clone_fd = 0;
     config.max_idle_threads = 16;
     rc = fuse_session_loop_mt(se, &config);
+  } else {
+    rc = fuse_session_loop(se);
   }
   if (daemon.invalidator.joinable()) daemon.invalidator.join();
   fuse_session_unmount(se);

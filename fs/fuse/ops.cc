@@ -167,6 +167,9 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 }
 
 void set_open_mode(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  // Every operation is durable before its reply, so close(2) has nothing to flush: no FLUSH
+  // round trip (FOPEN_NOFLUSH) except after a shutdown, when reporting EIO matters more.
+  fi->noflush = fs_of(req).is_shut_down() ? 0 : 1;
   // DAX files never enter the kernel page cache; the others keep theirs across opens, since
   // every change goes through this daemon.
   if (fs_of(req).is_dax(to_ino(req, ino))) {

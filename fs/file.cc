@@ -95,6 +95,12 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   TRY(reserve_locked(unmapped_blocks(*in, first, end)));
   if (offset > in->d.size) TRY(zero_tail_locked(*in, in->d.size));
   Txn txn;
+  if (in->free_records.empty() && unmapped_blocks(*in, first, end) > 0) {
+    // Place a new record block before the data, not between this write's blocks and the next
+    // write's, which would split a sequentially written file into extents.
+    RecordLoc loc = TRY(alloc_record_locked(txn, *in));
+    in->free_records.push_back(loc);
+  }
   uint64_t pos = first;
   while (pos < end) {
     auto it = in->extents.upper_bound(pos);

@@ -75,7 +75,7 @@ void register_fs_commands(CLI::App& app, int& status) {
     fstat(fd, &sb);
     nlohmann::json j;
     bool mount_root = false;
-    {
+    if (S_ISDIR(sb.st_mode)) {  // a mount point: filesystem-wide; anything else: one file
       std::string mp;
       auto dev = resolve_device(st->target, &mp);
       mount_root = dev.ok();

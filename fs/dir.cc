@@ -87,19 +87,34 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
   TRY(reserve_locked(4));
   Txn txn;
   Inode* in = TRY(new_inode_locked(txn, mode, cred, *dir, rdev));
-  TRY(apply_create_acl_locked(*dir, *in, cred.umask));
+  // Until the commit, a failure must leave memory as it was: the new inode goes away again and
+  // blocks taken so far go back (nothing on media references them).
+  std::vector<BlockRange> taken;
+  auto undo = [&](int e) -> Errno {
+    for (const BlockRange& r : taken) alloc_.free(r.start, r.length);
+    drop_new_inode_locked(in->ino);
+    return error(e);
+  };
+  if (Status st = apply_create_acl_locked(*dir, *in, cred.umask); !st) return undo(st.error());
   if (S_ISLNK(mode)) {
-    BlockRange r = TRY(alloc_locked(1, 0));
+    auto r = alloc_locked(1, 0);
+    if (!r) return undo(r.error());
+    taken.push_back(*r);
     char block[kBlockSize] = {};
     memcpy(block, target.data(), target.size());
-    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);  // before the commit
-    in->d.head = r.start;
+    dev_->memcpy_persist(dev_->base() + r->start * kBlockSize, block, sizeof block);  // before the commit
+    in->d.head = r->start;
     in->d.size = target.size();
     in->symlink = std::string(target);
   }
-  if (!in->xattrs.empty()) TRY(store_xattrs_locked(txn, *in));
+  if (!in->xattrs.empty()) {
+    Status st = store_xattrs_locked(txn, *in);
+    if (!st) return undo(st.error());
+    taken.push_back({in->d.xattr_block, (in->d.xattr_length + kBlockSize - 1) / kBlockSize});
+  }
   store_inode(txn, *in);
-  TRY(dir_add_locked(txn, *dir, name, *in));
+  if (dir->free_slots.empty() && alloc_.free_blocks() == 0) return undo(ENOSPC);
+  TRY(dir_add_locked(txn, *dir, name, *in));  // cannot fail now: a block is free for it
   if (S_ISDIR(mode)) {
     dir->d.nlink++;
     dir->subdirs++;
@@ -227,14 +242,18 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
   if (ddir->d.nlink == 0) return error(ENOENT);
 
   // A directory may not move below itself.
+  // The walk is bounded: a parent-pointer loop (corruption the mount did not catch) must not
+  // spin forever under the exclusive lock.
   auto is_ancestor = [&](const Inode* a, const Inode* d) -> bool {
-    for (const Inode* p = d;;) {
+    const Inode* p = d;
+    for (size_t depth = 0; depth <= inodes_.size(); depth++) {
       if (p == a) return true;
       if (p->ino == root_) return false;
       auto r = find(p->d.parent);
       if (!r) return false;
       p = *r;
     }
+    return true;  // a loop: refuse the move (EINVAL) rather than make it worse
   };
   if (flags & RENAME_EXCHANGE) {
     if (!dst) return error(ENOENT);

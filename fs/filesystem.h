@@ -178,6 +178,8 @@ class Filesystem : public pmemdev::Holder {
   Result<Inode*> new_inode_locked(Txn& txn, uint32_t mode, const Cred& cred, const Inode& parent,
                                   uint64_t rdev);
   Status release_inode_locked(Inode& in);  // frees everything; commits in bounded steps
+  // Undoes new_inode_locked() for an operation that failed before committing.
+  void drop_new_inode_locked(uint64_t ino);
   void maybe_release_locked(Inode& in);
   Result<struct stat> create_locked(uint64_t parent, std::string_view name, uint32_t mode,
                                     uint64_t rdev, const Cred& cred, std::string_view target);

@@ -70,6 +70,8 @@ Result<Inode*> Filesystem::new_inode_locked(Txn& txn, uint32_t mode, const Cred&
                                             const Inode& parent, uint64_t rdev) {
   if (free_inos_.empty()) {
     // A new chunk, pushed at the head of the chain; its slots are zero (free) before it is linked.
+    // It is linked by a transaction of its own, so that the chunk is valid on media whatever
+    // becomes of the operation that needed it.
     BlockRange r = TRY(alloc_locked(1, sb_->first_chunk));
     char block[kBlockSize] = {};
     ChunkHeader ch{};
@@ -78,7 +80,9 @@ Result<Inode*> Filesystem::new_inode_locked(Txn& txn, uint32_t mode, const Cred&
     memcpy(block, &ch, sizeof ch);
     dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);
     uint64_t head = r.start;
-    txn.write(offsetof(SuperBlock, first_chunk), &head, sizeof head);
+    Txn link;
+    link.write(offsetof(SuperBlock, first_chunk), &head, sizeof head);
+    TRY(commit_locked(link));
     for (uint32_t slot = kInodesPerChunk - 1; slot >= 1; slot--) free_inos_.push_back(make_ino(r.start, slot));
   }
   uint64_t ino = free_inos_.back();
@@ -134,6 +138,11 @@ Status Filesystem::release_inode_locked(Inode& in) {
   free_inos_.push_back(ino);
   inodes_.erase(ino);
   return {};
+}
+
+void Filesystem::drop_new_inode_locked(uint64_t ino) {
+  inodes_.erase(ino);
+  free_inos_.push_back(ino);
 }
 
 void Filesystem::maybe_release_locked(Inode& in) {

@@ -53,21 +53,69 @@ class Loader {
     auto root = fs_.inodes_.find(sb.root_ino);
     if (root == fs_.inodes_.end() || !root->second->is_dir()) return corrupt("the root directory is missing");
     fs_.root_ = sb.root_ino;
-    // Every directory entry names a live inode; count subdirectories.
+    return check_namespace();
+  }
+
+ private:
+  // The namespace invariants an operation relies on (a wrong link count would let an unlink free
+  // an inode another entry still names; a parent loop would hang rename): every entry names a
+  // live inode of the type it says; a directory has exactly one entry, in the directory its
+  // parent pointer names; link counts match; everything live is reachable from the root.
+  Status check_namespace() {
+    std::unordered_map<uint64_t, uint32_t> refs;
     for (auto& [ino, in] : fs_.inodes_) {
       if (!in->is_dir()) continue;
       for (const DirSlot& s : in->slots) {
         if (s.ino == 0) continue;
+        std::string where = "directory " + std::to_string(ino) + " entry '" + s.name + "'";
         auto t = fs_.inodes_.find(s.ino);
-        if (t == fs_.inodes_.end() || t->second->d.nlink == 0)
-          return corrupt("directory " + std::to_string(ino) + " entry '" + s.name + "' names a free inode");
-        if (t->second->is_dir()) in->subdirs++;
+        if (t == fs_.inodes_.end() || t->second->d.nlink == 0) return corrupt(where + " names a free inode");
+        const Inode& target = *t->second;
+        if (s.type != ((target.d.mode >> 12) & 15)) return corrupt(where + " has the wrong file type");
+        if (target.is_dir()) {
+          in->subdirs++;
+          if (s.ino == fs_.root_ || target.d.parent != ino) return corrupt(where + " disagrees with its parent pointer");
+        }
+        refs[s.ino]++;
       }
     }
+    Inode& root = *fs_.inodes_.at(fs_.root_);
+    if (root.d.parent != fs_.root_) return corrupt("the root directory's parent is not itself");
+    for (auto& [ino, in] : fs_.inodes_) {
+      uint32_t r = refs[ino];
+      std::string who = "inode " + std::to_string(ino);
+      if (in->d.nlink == 0) {
+        if (r != 0) return corrupt(who + " has link count 0 but is named");
+        continue;  // an orphan: freed below
+      }
+      if (in->is_dir()) {
+        if (ino != fs_.root_ && r != 1) return corrupt(who + " is a directory with " + std::to_string(r) + " names");
+        if (in->d.nlink != 2 + in->subdirs) return corrupt(who + " has a wrong link count");
+      } else if (in->d.nlink != r) {
+        return corrupt(who + " has link count " + std::to_string(in->d.nlink) + " but " + std::to_string(r) + " names");
+      }
+    }
+    // Reachability: a disconnected cycle of directories would satisfy every count above.
+    std::vector<uint64_t> stack{fs_.root_};
+    size_t reached = 0;
+    std::unordered_map<uint64_t, bool> seen{{fs_.root_, true}};
+    while (!stack.empty()) {
+      Inode& d = *fs_.inodes_.at(stack.back());
+      stack.pop_back();
+      reached++;
+      for (const DirSlot& s : d.slots)
+        if (s.ino && !seen[s.ino]) {
+          seen[s.ino] = true;
+          if (fs_.inodes_.at(s.ino)->is_dir()) stack.push_back(s.ino);
+          else reached++;
+        }
+    }
+    size_t live = 0;
+    for (auto& [ino, in] : fs_.inodes_) live += in->d.nlink != 0;
+    if (reached != live) return corrupt(std::to_string(live - reached) + " inodes are not reachable from the root");
     return {};
   }
 
- private:
   bool block_ok(uint64_t b) const {
     const SuperBlock& sb = *fs_.sb_;
     return b >= sb.journal_start + sb.journal_blocks && b < sb.block_count;

@@ -198,3 +198,4 @@ TEST_CASE("default ACLs are inherited and access ACLs drive the mode", "[fs][xat
   CHECK(f->getxattr(plain->st_ino, "system.posix_acl_access").error() == ENODATA);
   CHECK(f->setxattr(plain->st_ino, "system.posix_acl_access", "junk", 0).error() == EINVAL);
 }
+

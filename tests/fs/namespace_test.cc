@@ -5,6 +5,7 @@
 #include <sys/sysmacros.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <set>
 
 #include "tests/support/fs_fixture.h"
@@ -172,4 +173,42 @@ TEST_CASE("setgid directories pass their group on; new directories inherit the D
   auto file = f->mknod(sub->st_ino, "f", S_IFREG | 0644, 0, {1000, 1000, 0});
   CHECK(file->st_gid == 500);
   CHECK(f->get_xflags(file->st_ino)->xflags == FS_XFLAG_DAX);
+}
+
+TEST_CASE("mount refuses a namespace whose invariants are broken instead of hanging or freeing wrongly",
+          "[fs][namespace][corrupt]") {
+  FsFixture f;
+  auto a = f->mkdir(f.root(), "a", 0755, {});
+  auto b = f->mkdir(a->st_ino, "b", 0755, {});
+  uint64_t file = f.make_file(f.root(), "file", "x");
+  std::string path = f.path();
+  uint64_t a_ino = a->st_ino, b_ino = b->st_ino;
+  f.unmount();
+  auto poke = [&](uint64_t ino, size_t field_offset, uint64_t value, size_t size) {
+    auto d = daxfs::pmemdev::Device::open(path, {});
+    REQUIRE(d);
+    char* at = (*d)->base() + daxfs::fs::ino_block(ino) * daxfs::fs::kBlockSize +
+               daxfs::fs::ino_slot(ino) * daxfs::fs::kInodeSize + field_offset;
+    memcpy(at, &value, size);
+  };
+  auto mount_fails_with = [&](const std::string& what) {
+    auto d = daxfs::pmemdev::Device::open(path, {});
+    REQUIRE(d);
+    std::string why;
+    auto fs = daxfs::fs::Filesystem::mount(std::move(d).value(), {}, why);
+    CHECK(fs.error() == EUCLEAN);
+    CHECK(why.find(what) != std::string::npos);
+  };
+  SECTION("a parent-pointer loop") {
+    poke(a_ino, offsetof(daxfs::fs::DiskInode, parent), b_ino, 8);
+    mount_fails_with("parent pointer");
+  }
+  SECTION("a wrong link count") {
+    poke(file, offsetof(daxfs::fs::DiskInode, nlink), 2, 4);
+    mount_fails_with("link count");
+  }
+  SECTION("a wrong file type in an entry") {
+    poke(file, offsetof(daxfs::fs::DiskInode, mode), S_IFIFO | 0644, 4);
+    mount_fails_with("wrong file type");
+  }
 }

@@ -1,0 +1,130 @@
+// The Checker behind check_filesystem() (private to fs/fsck). Its phases run in this order, each
+// on the model the earlier ones left, with every planned repair already applied to the model:
+//
+//   structure.cc  chunks -> inodes -> record-block chains -> symlink/xattr blobs -> extents
+//                 -> directory entries (every block claimed in one BlockMap as it is met)
+//   xattrs.cc     xattr blobs: their syntax, and the POSIX ACLs in them
+//   names.cc      generations -> root -> entry targets and types -> one name per directory
+//                 -> reachability (loops, orphans, reconnection to /lost+found) -> link counts
+//                 and parents -> poisoned metadata (informational)
+//   repair.cc     run(), and the helpers repairs share (blocks, inode slots, directory slots)
+//
+// Claim order decides who keeps a doubly-referenced block: metadata (chunks, then record blocks,
+// then symlink targets and xattr blobs) before file data, and inodes in ascending order, so the
+// later owner is the one that loses it.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "fs/fsck/block_map.h"
+#include "fs/fsck/checker.h"
+
+namespace daxfs::fsck {
+
+inline constexpr uint64_t kMaxXattrBlob = 1 << 20;  // the largest blob fs/xattr.cc writes
+inline constexpr uint64_t kMaxXattrValue = 65536;   // XATTR_SIZE_MAX: setxattr refuses more
+
+inline uint8_t dtype(uint32_t mode) { return static_cast<uint8_t>((mode >> 12) & 15); }
+inline uint64_t inode_offset(uint64_t ino) {
+  return fs::ino_block(ino) * fs::kBlockSize + fs::ino_slot(ino) * fs::kInodeSize;
+}
+// A name as it may be printed: bytes outside printable ASCII become \xNN.
+std::string printable(const std::string& name);
+
+class Checker {
+ public:
+  Checker(const Image& image, const fs::SuperBlock& sb);
+  CheckResult run();
+
+ private:
+  struct Entry {
+    std::string name;
+    uint64_t ino;
+    uint8_t type;
+    uint64_t offset;  // device byte offset of its DiskDirent
+    bool removed = false;
+  };
+  struct Node {
+    fs::DiskInode d{};             // as it will be once the planned repairs are committed
+    bool dropped = false;          // freed by a planned repair
+    std::vector<uint64_t> blocks;  // record blocks, chain order (head first)
+    std::vector<Entry> entries;    // directories: the entries kept so far
+    uint64_t data_blocks = 0;
+    bool is_dir() const { return S_ISDIR(d.mode); }
+    bool is_reg() const { return S_ISREG(d.mode); }
+    bool is_symlink() const { return S_ISLNK(d.mode); }
+  };
+
+  // structure.cc
+  void load_chunks();
+  void check_inodes();
+  void claim_chains();
+  void claim_blobs();
+  void check_symlink(uint64_t ino, Node& n);
+  // xattrs.cc
+  void check_xattrs(uint64_t ino, Node& n);
+  void drop_xattrs(uint64_t ino, Node& n, const std::string& kind, const std::string& why);
+  void claim_extents();
+  void claim_file_extents(uint64_t ino, Node& n);
+  void load_dirents();
+
+  // names.cc
+  void resolve_root();
+  void check_entries();
+  void check_dir_links();
+  void check_connectivity();
+  void break_loops(const std::vector<uint64_t>& unreached_dirs, std::map<uint64_t, uint64_t>& container,
+                   std::vector<uint64_t>& reconnect);
+  void reconnect(const std::vector<uint64_t>& inos);
+  void check_counts();
+  void note_generations();
+  void check_poison();
+  void collect_stats();
+
+  // repair.cc
+  size_t report(std::string kind, uint64_t ino, std::string detail, Severity severity = Severity::kError);
+  void plan(size_t problem, fs::Txn txn);
+  template <typename T>
+  void plan_write(size_t problem, uint64_t offset, const T& value) {
+    fs::Txn txn;
+    txn.write_obj(offset, value);
+    plan(problem, std::move(txn));
+  }
+  void drop_inode(uint64_t ino, Node& n, std::string kind, std::string detail, Severity severity = Severity::kError);
+  void remove_entry(Entry& e, std::string kind, uint64_t ino, std::string detail);
+  std::optional<uint64_t> alloc_block();
+  std::optional<uint64_t> alloc_inode(fs::Txn& txn);
+  std::optional<uint64_t> create_dir(fs::Txn& txn, uint64_t parent);
+  bool add_entry(fs::Txn& txn, uint64_t dir_ino, Node& dir, const std::string& name, uint64_t target);
+  std::optional<uint64_t> free_dirent(fs::Txn& txn, uint64_t dir_ino, Node& dir);
+  std::optional<uint64_t> free_extent_record(const Node& n);
+  Node* live(uint64_t ino);  // an inode in use and not dropped, or nullptr
+
+  bool range_ok(uint64_t start, uint64_t length) const {
+    return start >= data_start_ && start < limit_ && length > 0 && length <= limit_ - start;
+  }
+  bool block_ok(uint64_t b) const { return range_ok(b, 1); }
+
+  const Image& img_;
+  fs::SuperBlock sb_;  // as it will be once the planned repairs are committed
+  uint64_t data_start_;
+  uint64_t limit_;
+  BlockMap map_;
+  std::map<uint64_t, Node> nodes_;    // ordered: deterministic reports and claim order
+  std::vector<uint64_t> free_slots_;  // free inode slots of the loaded chunks, ascending
+  size_t next_free_slot_ = 0;
+  std::set<uint64_t> taken_;                   // record/dirent slots repairs have filled (media offsets)
+  std::unordered_set<uint64_t> fresh_blocks_;  // blocks repairs allocated: all slots free
+  uint64_t alloc_cursor_;
+  uint64_t root_ = 0;
+  CheckResult out_;
+};
+
+}  // namespace daxfs::fsck

@@ -1,0 +1,194 @@
+// The fsck driver (see fsck.h): opening and claiming the device, the superblock and journal
+// stages, then check passes, committing each planned repair as its own journal transaction.
+//
+//   open + claim ──> superblock ──> journal ──> superblock again ──> check ─┬─> report
+//   (exit 8 when       (exit 8 when   -n: overlay   (a replay may          │
+//    mounted)           not a daxfs)  -y: replay     have rewritten it)     └─ -y: commit fixes,
+//                                                                             check again
+#include "fs/fsck/fsck.h"
+
+#include <cstring>
+#include <exception>
+#include <map>
+#include <memory>
+#include <new>
+
+#include "fs/fsck/checker.h"
+#include "fs/fsck/super.h"
+#include "fs/journal.h"
+#include "pmemdev/device.h"
+
+namespace daxfs::fsck {
+
+namespace {
+
+// Repairs expose other problems (a removed entry changes a link count, a cut chain orphans
+// entries): a few passes reach the fixed point; more means a repair does not stick.
+constexpr int kMaxPasses = 8;
+
+// fsck claims the device so that no mount starts while it works; it wants no failure notices.
+class NoHolder : public pmemdev::Holder {
+ public:
+  void notify_failure(uint64_t, uint64_t, pmemdev::FailureKind) override {}
+};
+NoHolder g_holder;  // outlives every Device's release()
+
+std::string key(const Problem& p) { return p.kind + '\n' + std::to_string(p.ino) + '\n' + p.detail; }
+
+class Run {
+ public:
+  Run(const Options& options, Report& report) : opts_(options), r_(report) {}
+
+  void go() {
+    auto dev = pmemdev::Device::open(opts_.device, {});
+    if (!dev) return fail(std::string("cannot open the device: ") + strerror(dev.error()));
+    dev_ = std::move(dev).value();
+    if (dev_->held_elsewhere()) return fail("the device is mounted (held by another process)");
+    Status claimed = dev_->claim(&g_holder, pmemdev::Device::Notifier::kDeferred);
+    if (!claimed)
+      return fail(claimed.error() == EBUSY ? "the device is mounted (held by another process)"
+                                           : std::string("cannot claim the device: ") + strerror(claimed.error()));
+    Image image(*dev_);
+    SuperCheck sc = check_superblock(image);
+    if (!sc.fatal.empty()) return fail(sc.fatal);
+    journal(image, sc.sb);
+    sc = check_superblock(image);  // the replayed transaction may have rewritten the superblock
+    if (!sc.fatal.empty()) return fail(sc.fatal);
+    superblock(sc);
+    passes(image);
+    finish();
+  }
+
+ private:
+  void fail(std::string why) {
+    r_.error = std::move(why);
+    r_.clean = false;
+    r_.exit_code = kExitOperational;
+  }
+  bool repairing() const { return opts_.mode == Mode::kRepair; }
+
+  void journal(Image& image, const fs::SuperBlock& sb) {
+    JournalScan scan = scan_journal(image, sb);
+    if (scan.state == JournalState::kEmpty) return;
+    fs::Journal j(*dev_, sb.journal_start, sb.journal_blocks);
+    Problem p;
+    switch (scan.state) {
+      case JournalState::kEmpty: return;
+      case JournalState::kTorn:
+        p = {"journal_torn", 0, "the journal holds an incomplete commit record, which a mount discards",
+             Severity::kInfo};
+        if (repairing()) (void)j.recover();  // discards it: the checksum does not match
+        break;
+      case JournalState::kCommitted:
+        p = {"journal_replay", 0,
+             "the journal holds a committed transaction of " + std::to_string(scan.entries) +
+                 " entries, which a mount replays; " +
+                 (repairing() ? "it is replayed" : "the check sees the filesystem as replayed"),
+             Severity::kInfo};
+        if (repairing() && !j.recover()) j.format();  // scan_journal() vetted every entry
+        if (!repairing()) (void)replay_into_overlay(image, sb);
+        break;
+      case JournalState::kCorrupt:
+        p = {"journal_corrupt", 0,
+             "the journal's committed transaction is impossible (" + scan.why +
+                 "), so a mount refuses the device; it is discarded"};
+        if (repairing()) j.format();
+        break;
+    }
+    p.fixable = true;
+    p.repaired = repairing();
+    r_.modified |= repairing();
+    add(p);
+  }
+
+  void superblock(const SuperCheck& sc) {
+    sb_ = sc.sb;
+    bool ok = false;
+    if (repairing() && !sc.problems.empty()) {
+      fs::Journal j(*dev_, sb_.journal_start, sb_.journal_blocks);
+      fs::Txn txn;
+      txn.write_obj(0, sb_);
+      ok = static_cast<bool>(j.commit(txn));
+      r_.modified |= ok;
+    }
+    for (Problem p : sc.problems) {
+      p.fixable = true;
+      p.repaired = ok;
+      add(p);
+    }
+  }
+
+  void passes(Image& image) {
+    for (;;) {
+      if (repairing()) {
+        SuperCheck sc = check_superblock(image);  // repairs may have moved the root or chunk head
+        if (!sc.fatal.empty()) return fail(sc.fatal);
+        sb_ = sc.sb;
+      }
+      CheckResult cr = check_filesystem(image, sb_);
+      r_.passes++;
+      if (!repairing() || cr.fixes.empty() || r_.passes >= kMaxPasses) {
+        final_ = std::move(cr);
+        return;
+      }
+      fs::Journal j(*dev_, sb_.journal_start, sb_.journal_blocks);
+      for (Fix& f : cr.fixes) {
+        if (f.txn.bytes() > j.capacity()) continue;  // left for the final report
+        if (j.commit(f.txn)) {
+          cr.problems[f.problem].repaired = true;
+          r_.modified = true;
+        }
+      }
+      for (const Problem& p : cr.problems)
+        if (p.repaired) add(p);
+    }
+  }
+
+  void finish() {
+    if (!r_.error.empty()) return;
+    for (const Problem& p : final_.problems) {
+      auto seen = index_.find(key(p));
+      if (seen == index_.end())
+        add(p);
+      else
+        r_.problems[seen->second].repaired = false;  // repaired, yet it came back
+    }
+    r_.stats = final_.stats;
+    r_.clean = true;
+    for (const Problem& p : r_.problems)
+      if (p.severity == Severity::kError && !p.repaired) r_.clean = false;
+    r_.exit_code = !r_.clean ? kExitUncorrected : r_.modified ? kExitCorrected : kExitClean;
+  }
+
+  void add(const Problem& p) {
+    if (!index_.emplace(key(p), r_.problems.size()).second) return;
+    r_.problems.push_back(p);
+  }
+
+  const Options& opts_;
+  Report& r_;
+  std::unique_ptr<pmemdev::Device> dev_;
+  fs::SuperBlock sb_{};
+  CheckResult final_;
+  std::map<std::string, size_t> index_;  // problem key -> index in r_.problems
+};
+
+}  // namespace
+
+Report run_fsck(const Options& options) noexcept {
+  Report report;
+  try {
+    report.device = options.device;
+    report.mode = options.mode;
+    Run(options, report).go();
+  } catch (const std::bad_alloc&) {
+    report.error = "out of memory";
+    report.exit_code = kExitOperational;
+  } catch (const std::exception& e) {
+    report.error = e.what();
+    report.exit_code = kExitOperational;
+  }
+  return report;
+}
+
+}  // namespace daxfs::fsck

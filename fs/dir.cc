@@ -25,15 +25,8 @@ Status Filesystem::check_name(std::string_view name) const {
 
 Status Filesystem::dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
   if (dir.free_slots.empty()) {
-    // A new dirent block, zeroed (all slots free) before it is linked at the head of the chain.
-    BlockRange r = TRY(alloc_locked(1, dir.record_blocks.empty() ? 0 : dir.record_blocks.back()));
-    char block[kBlockSize] = {};
-    RecordBlockHeader h{kDirMagic, dir.ino, dir.d.head, 0};
-    memcpy(block, &h, sizeof h);
-    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);
-    dir.d.head = r.start;
     uint32_t base = static_cast<uint32_t>(dir.record_blocks.size() * kDirentsPerBlock);
-    dir.record_blocks.push_back(r.start);
+    TRY(new_record_block_locked(txn, dir, kDirMagic));
     dir.slots.resize(dir.slots.size() + kDirentsPerBlock);
     for (uint32_t i = kDirentsPerBlock; i-- > 0;) dir.free_slots.push_back(base + i);
   }

@@ -11,18 +11,23 @@ namespace {
 constexpr uint64_t kMaxExtentLength = 1ULL << 30;
 }  // namespace
 
+Result<uint64_t> Filesystem::new_record_block_locked(Txn& txn, Inode& in, uint64_t magic) {
+  // Zeroed (every record free) and persisted before the transaction links it at the chain's head.
+  BlockRange r = TRY(alloc_locked(1, in.record_blocks.empty() ? 0 : in.record_blocks.back()));
+  char block[kBlockSize] = {};
+  RecordBlockHeader h{magic, in.ino, in.d.head, 0};
+  memcpy(block, &h, sizeof h);
+  dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);
+  in.d.head = r.start;
+  store_inode(txn, in);
+  in.record_blocks.push_back(r.start);
+  return r.start;
+}
+
 Result<RecordLoc> Filesystem::alloc_record_locked(Txn& txn, Inode& in) {
   if (in.free_records.empty()) {
-    // A new record block, zeroed (every record free) before it is linked at the chain's head.
-    BlockRange r = TRY(alloc_locked(1, in.record_blocks.empty() ? 0 : in.record_blocks.back()));
-    char block[kBlockSize] = {};
-    RecordBlockHeader h{kExtentMagic, in.ino, in.d.head, 0};
-    memcpy(block, &h, sizeof h);
-    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);
-    in.d.head = r.start;
-    store_inode(txn, in);
-    in.record_blocks.push_back(r.start);
-    for (uint32_t s = kExtentsPerBlock; s-- > 0;) in.free_records.push_back({r.start, s});
+    uint64_t b = TRY(new_record_block_locked(txn, in, kExtentMagic));
+    for (uint32_t s = kExtentsPerBlock; s-- > 0;) in.free_records.push_back({b, s});
   }
   RecordLoc loc = in.free_records.back();
   in.free_records.pop_back();

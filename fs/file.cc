@@ -18,6 +18,27 @@ constexpr size_t kTruncateBatch = 4096;  // extents dropped per transaction
 constexpr uint64_t kEndBlock = kMaxFileBlocks;
 }  // namespace
 
+const Extent* Filesystem::extent_at(const Inode& in, uint64_t block, uint64_t* start) const {
+  auto it = in.extents.upper_bound(block);
+  if (it == in.extents.begin()) return nullptr;
+  --it;
+  if (it->first + it->second.length <= block) return nullptr;
+  *start = it->first;
+  return &it->second;
+}
+
+void Filesystem::zero_in_place_locked(const Inode& in, uint64_t from, uint64_t to) {
+  // Holes and unwritten blocks already read as zeros; written bytes are zeroed and persisted.
+  for (uint64_t b = from / kBlockSize; b * kBlockSize < to; b++) {
+    uint64_t s = std::max(from, b * kBlockSize), e = std::min(to, (b + 1) * kBlockSize);
+    uint64_t estart;
+    const Extent* x = extent_at(in, b, &estart);
+    if (!x || x->unwritten()) continue;
+    char* p = dev_->base() + (x->physical + b - estart) * kBlockSize;
+    dev_->memset_persist(p + s % kBlockSize, 0, e - s);
+  }
+}
+
 void Filesystem::copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset,
                          const char* data, size_t size, bool zero_rest) {
   char* dst = dev_->base() + physical * kBlockSize;
@@ -69,15 +90,7 @@ Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char
 }
 
 Status Filesystem::zero_tail_locked(Inode& in, uint64_t from) {
-  if (from % kBlockSize == 0) return {};
-  uint64_t block = from / kBlockSize;
-  auto it = in.extents.upper_bound(block);
-  if (it == in.extents.begin()) return {};
-  --it;
-  const Extent& e = it->second;
-  if (it->first + e.length <= block || e.unwritten()) return {};
-  char* p = dev_->base() + (e.physical + block - it->first) * kBlockSize;
-  dev_->memset_persist(p + from % kBlockSize, 0, kBlockSize - from % kBlockSize);
+  if (from % kBlockSize != 0) zero_in_place_locked(in, from, (from / kBlockSize + 1) * kBlockSize);
   return {};
 }
 
@@ -233,22 +246,11 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
     // As XFS, the range is not clipped to EOF: post-EOF (preallocated) blocks are punched too.
     uint64_t first = (offset + kBlockSize - 1) / kBlockSize, end = end_byte / kBlockSize;
     // Partial blocks at either end are zeroed in place; whole blocks are unmapped and freed.
-    auto zero_bytes = [&](uint64_t from, uint64_t to) {
-      for (uint64_t b = from / kBlockSize; b * kBlockSize < to; b++) {
-        uint64_t s = std::max(from, b * kBlockSize), e = std::min(to, (b + 1) * kBlockSize);
-        auto it = in->extents.upper_bound(b);
-        if (it == in->extents.begin()) continue;
-        --it;
-        if (it->first + it->second.length <= b || it->second.unwritten()) continue;
-        char* p = dev_->base() + (it->second.physical + b - it->first) * kBlockSize;
-        dev_->memset_persist(p + s % kBlockSize, 0, e - s);
-      }
-    };
     if (first > end) {
-      zero_bytes(offset, end_byte);  // inside one block
+      zero_in_place_locked(*in, offset, end_byte);  // inside one block
     } else {
-      zero_bytes(offset, first * kBlockSize);
-      zero_bytes(end * kBlockSize, end_byte);
+      zero_in_place_locked(*in, offset, first * kBlockSize);
+      zero_in_place_locked(*in, end * kBlockSize, end_byte);
       TRY(unmap_locked(txn, *in, first, end, true));
     }
     touch(*in, true, true);
@@ -261,21 +263,11 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   if (mode & FALLOC_FL_ZERO_RANGE) {
     // Whole blocks become unwritten (zeros without writing them); partial ones are zeroed.
     uint64_t zfirst = (offset + kBlockSize - 1) / kBlockSize, zend = end_byte / kBlockSize;
-    auto zero_partial = [&](uint64_t from, uint64_t to) {
-      if (from >= to) return;
-      uint64_t b = from / kBlockSize;
-      auto it = in->extents.upper_bound(b);
-      if (it == in->extents.begin()) return;
-      --it;
-      if (it->first + it->second.length <= b || it->second.unwritten()) return;
-      char* p = dev_->base() + (it->second.physical + b - it->first) * kBlockSize;
-      dev_->memset_persist(p + from % kBlockSize, 0, to - from);
-    };
     if (zfirst > zend) {
-      zero_partial(offset, end_byte);
+      zero_in_place_locked(*in, offset, end_byte);
     } else {
-      zero_partial(offset, zfirst * kBlockSize);
-      zero_partial(zend * kBlockSize, end_byte);
+      zero_in_place_locked(*in, offset, zfirst * kBlockSize);
+      zero_in_place_locked(*in, zend * kBlockSize, end_byte);
       // Written extents in [zfirst, zend) turn unwritten in place.
       std::vector<std::pair<uint64_t, Extent>> written;
       auto it = in->extents.upper_bound(zfirst);

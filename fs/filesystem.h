@@ -191,7 +191,9 @@ class Filesystem : public pmemdev::Holder {
   Status check_name(std::string_view name) const;
   Status remove_locked(uint64_t parent, std::string_view name, bool dir);
 
-  // Extent maps (extent.cc).
+  // Extent maps and record blocks (extent.cc).
+  // A new, empty record block with header `magic`, linked at the head of the inode's chain.
+  Result<uint64_t> new_record_block_locked(Txn& txn, Inode& in, uint64_t magic);
   Result<RecordLoc> alloc_record_locked(Txn& txn, Inode& in);
   void write_extent_locked(Txn& txn, Inode& in, uint64_t logical, const Extent& e);
   void clear_record_locked(Txn& txn, Inode& in, RecordLoc loc);
@@ -206,6 +208,10 @@ class Filesystem : public pmemdev::Holder {
                size_t size, bool zero_rest);
 
   // Files (file.cc).
+  // The extent holding file block `block` (its logical start in *start), or nullptr for a hole.
+  const Extent* extent_at(const Inode& in, uint64_t block, uint64_t* start) const;
+  // Zeroes the written bytes of [from, to) in place, persisted.
+  void zero_in_place_locked(const Inode& in, uint64_t from, uint64_t to);
   Status truncate_locked(Inode& in, uint64_t size, Txn& txn);
   Status zero_tail_locked(Inode& in, uint64_t from);
   Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,

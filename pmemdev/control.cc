@@ -136,32 +136,29 @@ ControlFile::~ControlFile() {
   ::close(fd_);
 }
 
-Result<uint64_t> ControlFile::inject(uint64_t offset, uint64_t length) {
-  SectorRange r = TRY(bytes_to_sectors(offset, length));
-  Locked lock(l_);
+Status ControlFile::update_locked(const std::function<Status(BadblockTable&)>& change) {
   uint32_t a = l_->active.load();
   BadblockTable& next = l_->tables[1 - a];
   next = l_->tables[a];
-  TRY(next.add(r.sector, r.sectors));
+  TRY(change(next));
   msync(l_, sizeof(ControlLayout), MS_SYNC);  // the new table before the switch
   l_->active.store(1 - a);
   l_->badcount.store(next.count);
   msync(l_, sizeof(ControlLayout), MS_SYNC);  // the switch itself
+  return {};
+}
+
+Result<uint64_t> ControlFile::inject(uint64_t offset, uint64_t length) {
+  SectorRange r = TRY(bytes_to_sectors(offset, length));
+  Locked lock(l_);
+  TRY(update_locked([&](BadblockTable& t) { return t.add(r.sector, r.sectors); }));
   return post_locked(FailureKind::kMemoryFailure, offset, length);
 }
 
 Status ControlFile::clear(uint64_t offset, uint64_t length) {
   SectorRange r = TRY(bytes_to_sectors(offset, length));
   Locked lock(l_);
-  uint32_t a = l_->active.load();
-  BadblockTable& next = l_->tables[1 - a];
-  next = l_->tables[a];
-  TRY(next.clear(r.sector, r.sectors));
-  msync(l_, sizeof(ControlLayout), MS_SYNC);  // the new table before the switch
-  l_->active.store(1 - a);
-  l_->badcount.store(next.count);
-  msync(l_, sizeof(ControlLayout), MS_SYNC);  // the switch itself
-  return {};
+  return update_locked([&](BadblockTable& t) { return t.clear(r.sector, r.sectors); });
 }
 
 Result<uint64_t> ControlFile::post(FailureKind kind, uint64_t offset, uint64_t length) {

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,6 +68,8 @@ class ControlFile {
   ControlFile(int fd, ControlLayout* layout) : fd_(fd), l_(layout) {}
   class Locked;
   Result<uint64_t> post_locked(FailureKind kind, uint64_t offset, uint64_t length);
+  // The double-buffered update: `change` edits a copy of the list, then one store switches to it.
+  Status update_locked(const std::function<Status(BadblockTable&)>& change);
   int fd_;
   ControlLayout* l_;
 };

@@ -79,6 +79,7 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
   if (S_ISDIR(mode) && dir->d.nlink >= kMaxLinks) return error(EMLINK);
   TRY(reserve_locked(4));
   Txn txn;
+  DirtyGuard guard(*this, txn);
   Inode* in = TRY(new_inode_locked(txn, mode, cred, *dir, rdev));
   // Until the commit, a failure must leave memory as it was: the new inode goes away again and
   // blocks taken so far go back (nothing on media references them).
@@ -86,6 +87,7 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
   auto undo = [&](int e) -> Errno {
     for (const BlockRange& r : taken) alloc_.free(r.start, r.length);
     drop_new_inode_locked(in->ino);
+    txn.clear();  // memory is as it was: nothing to shut down for
     return error(e);
   };
   if (Status st = apply_create_acl_locked(*dir, *in, cred.umask); !st) return undo(st.error());
@@ -163,6 +165,7 @@ Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::str
   if (in->d.nlink == 0) return error(ENOENT);  // linkat of an unlinked (O_TMPFILE-less) file
   TRY(reserve_locked(1));
   Txn txn;
+  DirtyGuard guard(*this, txn);
   TRY(dir_add_locked(txn, *dir, new_name, *in));
   in->d.nlink++;
   touch(*in, false, true);
@@ -189,6 +192,7 @@ Status Filesystem::remove_locked(uint64_t parent, std::string_view name, bool rm
     return error(EISDIR);
   }
   Txn txn;
+  DirtyGuard guard(*this, txn);
   dir_remove_locked(txn, *dir, name);
   if (rmdir) {
     target->d.nlink = 0;
@@ -254,6 +258,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     if (src->is_dir() && sdir != ddir && is_ancestor(src, ddir)) return error(EINVAL);
     if (dst->is_dir() && sdir != ddir && is_ancestor(dst, sdir)) return error(EINVAL);
     Txn txn;
+    DirtyGuard guard(*this, txn);
     dir_set_locked(txn, *sdir, name, *dst);
     dir_set_locked(txn, *ddir, new_name, *src);
     if (sdir != ddir) {
@@ -286,6 +291,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
   }
   TRY(reserve_locked(1));
   Txn txn;
+  DirtyGuard guard(*this, txn);
   std::string sname(name);  // `name` may alias the slot we are about to rewrite
   if (dst) {
     dir_set_locked(txn, *ddir, new_name, *src);

@@ -98,7 +98,7 @@ Status Filesystem::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t en
       continue;
     }
     uint64_t cut_start = std::max(first, lstart), cut_end = std::min(end, lend);
-    if (free_blocks) free_later_locked(e.physical + (cut_start - lstart), cut_end - cut_start);
+    if (free_blocks) txn.free_after_commit(e.physical + (cut_start - lstart), cut_end - cut_start);
     in.data_blocks -= cut_end - cut_start;
     it = in.extents.erase(it);
     bool keep_left = lstart < cut_start, keep_right = cut_end < lend;
@@ -120,6 +120,44 @@ Status Filesystem::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t en
     if (!keep_left && !keep_right) clear_record_locked(txn, in, e.loc);
   }
   return {};
+}
+
+}  // namespace daxfs::fs
+
+namespace daxfs::fs {
+
+Status Filesystem::unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end) {
+  constexpr size_t kBatch = 4096;  // extents per transaction: far inside the journal
+  while (first < end) {
+    auto it = in.extents.lower_bound(end);
+    size_t n = 0;
+    uint64_t start = end;
+    bool more = false;
+    while (it != in.extents.begin()) {
+      --it;
+      if (it->first + it->second.length <= first) break;
+      if (n == kBatch) {
+        more = true;
+        break;
+      }
+      start = std::max(first, it->first);
+      n++;
+    }
+    if (n == 0) return {};
+    TRY(unmap_locked(txn, in, start, end, true));
+    if (!more) return {};
+    store_inode(txn, in);
+    TRY(commit_locked(txn));
+    end = start;
+  }
+  return {};
+}
+
+uint64_t Filesystem::blocks_to_map(const Inode& in, uint64_t first, uint64_t end) const {
+  // Data blocks for the holes, plus record blocks if every new block became its own extent,
+  // plus one for a split at each end.
+  uint64_t holes = unmapped_blocks(in, first, end);
+  return holes + holes / kExtentsPerBlock + 2;
 }
 
 }  // namespace daxfs::fs

@@ -105,9 +105,10 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   if (offset >= kMaxFileSize) return error(EFBIG);
   size = static_cast<size_t>(std::min<uint64_t>(size, kMaxFileSize - offset));
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
-  TRY(reserve_locked(unmapped_blocks(*in, first, end)));
+  TRY(reserve_locked(blocks_to_map(*in, first, end)));
   if (offset > in->d.size) TRY(zero_tail_locked(*in, in->d.size));
   Txn txn;
+  DirtyGuard guard(*this, txn);
   if (in->free_records.empty() && unmapped_blocks(*in, first, end) > 0) {
     // Place a new record block before the data, not between this write's blocks and the next
     // write's, which would split a sequentially written file into extents.
@@ -173,30 +174,14 @@ Status Filesystem::truncate_locked(Inode& in, uint64_t size, Txn& txn) {
     TRY(zero_tail_locked(in, size));
     uint64_t first = (size + kBlockSize - 1) / kBlockSize;
     auto from = in.extents.lower_bound(first);
-    size_t count = static_cast<size_t>(std::distance(from, in.extents.end()));
-    if (count > kTruncateBatch) {
+    if (static_cast<size_t>(std::distance(from, in.extents.end())) > 4096) {
       // Commit the new size first; blocks past EOF are then dropped in bounded transactions
-      // (a crash in between leaves harmless post-EOF blocks, as XFS's speculative preallocation).
+      // (a crash in between leaves post-EOF blocks, trimmed at the next mount).
       in.d.size = size;
       store_inode(txn, in);
       TRY(commit_locked(txn));
-      while (true) {
-        auto last = in.extents.end();
-        size_t n = 0;
-        uint64_t start = first;
-        while (last != in.extents.begin() && n < kTruncateBatch) {
-          --last;
-          if (last->first + last->second.length <= first) break;
-          start = std::max(first, last->first);
-          n++;
-        }
-        if (n == 0) break;
-        TRY(unmap_locked(txn, in, start, kEndBlock, true));
-        store_inode(txn, in);
-        TRY(commit_locked(txn));
-      }
     }
-    TRY(unmap_locked(txn, in, first, kEndBlock, true));
+    TRY(unmap_batched_locked(txn, in, first, kEndBlock));
   }
   in.d.size = size;
   return {};
@@ -222,6 +207,7 @@ Status Filesystem::allocate_range_locked(Txn& txn, Inode& in, uint64_t first, ui
       *new_blocks += r.length;
       pos += r.length;
       goal = r.end();
+      TRY(commit_if_large_locked(txn, in));
     }
   }
   return {};
@@ -241,6 +227,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
   uint64_t end_byte = offset + length;
   Txn txn;
+  DirtyGuard guard(*this, txn);
   if (mode & FALLOC_FL_PUNCH_HOLE) {
     if (!keep_size || (mode & FALLOC_FL_ZERO_RANGE)) return error(EOPNOTSUPP);
     // As XFS, the range is not clipped to EOF: post-EOF (preallocated) blocks are punched too.
@@ -251,14 +238,16 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
     } else {
       zero_in_place_locked(*in, offset, first * kBlockSize);
       zero_in_place_locked(*in, end * kBlockSize, end_byte);
-      TRY(unmap_locked(txn, *in, first, end, true));
+      TRY(unmap_batched_locked(txn, *in, first, end));
     }
     touch(*in, true, true);
     store_inode(txn, *in);
     return commit_locked(txn);
   }
   uint64_t first = offset / kBlockSize, end = (end_byte + kBlockSize - 1) / kBlockSize;
-  TRY(reserve_locked(unmapped_blocks(*in, first, end)));
+  uint64_t need = blocks_to_map(*in, first, end);
+  if (mode & FALLOC_FL_ZERO_RANGE) need += 2 * in->extents.size() / kExtentsPerBlock + 2;  // conversions
+  TRY(reserve_locked(need));
   uint64_t added = 0;
   if (mode & FALLOC_FL_ZERO_RANGE) {
     // Whole blocks become unwritten (zeros without writing them); partial ones are zeroed.
@@ -283,6 +272,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
       for (auto& [s, piece] : written) {
         TRY(unmap_locked(txn, *in, s, s + piece.length, false));
         TRY(map_locked(txn, *in, s, piece.physical, piece.length, kExtentUnwritten));
+        TRY(commit_if_large_locked(txn, *in));
       }
     }
   }

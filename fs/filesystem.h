@@ -62,7 +62,7 @@ struct Counters {
   std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
   std::atomic<uint64_t> blocks_allocated{0}, blocks_freed{0};
   std::atomic<uint64_t> poison_events{0};
-  std::atomic<uint64_t> recovered_entries{0}, orphans_freed{0};
+  std::atomic<uint64_t> recovered_entries{0}, orphans_freed{0}, post_eof_trimmed{0};
 };
 
 // What readdir hands to its sink; return false from the sink to stop (buffer full).
@@ -96,6 +96,8 @@ class Filesystem : public pmemdev::Holder {
   Result<struct stat> lookup(uint64_t parent, std::string_view name);
   void forget(uint64_t ino, uint64_t count);
   Result<struct stat> getattr(uint64_t ino);
+  // The inode's generation (for NFS file handles: inode numbers are reused); 0 when free.
+  uint64_t generation(uint64_t ino);
   Result<struct stat> setattr(uint64_t ino, const SetAttr& attr);
   Result<struct stat> mknod(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev,
                             const Cred& cred);
@@ -159,6 +161,10 @@ class Filesystem : public pmemdev::Holder {
  private:
   friend class Loader;
   Filesystem(std::unique_ptr<pmemdev::Device> device, const MountOptions& opts);
+  static Status check_superblock(const pmemdev::Device& device, std::string& why);
+  // Orphans, post-EOF blocks, the superblock's mount state: the writes a mount makes.
+  static Result<std::unique_ptr<Filesystem>> finish_mount(std::unique_ptr<Filesystem> fs,
+                                                          const MountOptions& opts);
 
   // Helpers that expect mu_ held exclusively end in _locked.
   Status check_alive() const;
@@ -171,7 +177,22 @@ class Filesystem : public pmemdev::Holder {
   Status commit_locked(Txn& txn);
   Status reserve_locked(uint64_t blocks) const;
   Result<BlockRange> alloc_locked(uint64_t want, uint64_t goal);
-  void free_later_locked(uint64_t start, uint64_t length);
+  // Commits `txn` (with `in` stored) once it holds a quarter of the journal: for loops over
+  // unbounded numbers of extents, whose every iteration leaves a consistent state.
+  Status commit_if_large_locked(Txn& txn, Inode& in);
+  // Declared right after an operation's Txn: if the operation returns with the transaction
+  // still holding changes (it failed halfway), the filesystem shuts down.
+  class DirtyGuard {
+   public:
+    DirtyGuard(Filesystem& fs, Txn& txn) : fs_(fs), txn_(txn) {}
+    ~DirtyGuard();
+    DirtyGuard(const DirtyGuard&) = delete;
+    DirtyGuard& operator=(const DirtyGuard&) = delete;
+
+   private:
+    Filesystem& fs_;
+    Txn& txn_;
+  };
   void touch(Inode& in, bool mtime, bool ctime);
 
   // Inodes (inode.cc).
@@ -202,6 +223,12 @@ class Filesystem : public pmemdev::Holder {
   // Removes mappings in [first, end) (logical blocks); frees the blocks when free_blocks.
   Status unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks);
   uint64_t unmapped_blocks(const Inode& in, uint64_t first, uint64_t end) const;
+  // The most blocks mapping [first, end) can take (data and extent-record blocks): the reserve
+  // an operation checks before it changes anything.
+  uint64_t blocks_to_map(const Inode& in, uint64_t first, uint64_t end) const;
+  // Unmaps and frees [first, end), committing (with `in`) every 4096 extents from the end
+  // backwards, so that any number of extents fits the journal; the last batch is left in `txn`.
+  Status unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end);
   // Copies the part of [data_offset, data_offset + size) that falls in file blocks
   // [first, end) to the device blocks from `physical`; with zero_rest, zeroes the rest of those blocks.
   void copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset, const char* data,
@@ -230,7 +257,6 @@ class Filesystem : public pmemdev::Holder {
   Allocator alloc_;
   std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
   std::vector<uint64_t> free_inos_;
-  std::vector<BlockRange> pending_free_;
   uint64_t root_ = 0;
   uint64_t next_generation_ = 1;
   std::atomic<bool> shutdown_{false};

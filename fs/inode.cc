@@ -114,23 +114,12 @@ Result<Inode*> Filesystem::new_inode_locked(Txn& txn, uint32_t mode, const Cred&
 Status Filesystem::release_inode_locked(Inode& in) {
   // Data first, in bounded transactions; a crash in between leaves an orphan (nlink 0) that the
   // next mount finishes releasing.
-  while (!in.extents.empty()) {
-    Txn txn;
-    auto last = in.extents.end();
-    size_t n = 0;
-    uint64_t first = 0;
-    while (last != in.extents.begin() && n < kReleaseBatch) {
-      --last;
-      first = last->first;
-      n++;
-    }
-    TRY(unmap_locked(txn, in, first, UINT64_MAX >> kBlockShift, true));
-    TRY(commit_locked(txn));
-  }
   Txn txn;
-  for (uint64_t b : in.record_blocks) free_later_locked(b, 1);
-  if (in.is_symlink() && in.d.head) free_later_locked(in.d.head, 1);
-  if (in.d.xattr_block) free_later_locked(in.d.xattr_block, (in.d.xattr_length + kBlockSize - 1) / kBlockSize);
+  DirtyGuard guard(*this, txn);
+  TRY(unmap_batched_locked(txn, in, 0, kMaxFileBlocks));
+  for (uint64_t b : in.record_blocks) txn.free_after_commit(b, 1);
+  if (in.is_symlink() && in.d.head) txn.free_after_commit(in.d.head, 1);
+  if (in.d.xattr_block) txn.free_after_commit(in.d.xattr_block, (in.d.xattr_length + kBlockSize - 1) / kBlockSize);
   DiskInode zero{};
   txn.write_obj(inode_offset(in.ino), zero);
   TRY(commit_locked(txn));
@@ -154,11 +143,14 @@ void Filesystem::maybe_release_locked(Inode& in) {
 Result<struct stat> Filesystem::lookup(uint64_t parent, std::string_view name) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
+  if (name == ".") {  // any inode: NFS export looks up "." of files too
+    Inode* self = TRY(find(parent));
+    self->nlookup++;
+    return to_stat(*self);
+  }
   Inode* dir = TRY(find_dir(parent));
   Inode* target = nullptr;
-  if (name == ".") {
-    target = dir;
-  } else if (name == "..") {
+  if (name == "..") {
     target = TRY(find(dir->d.parent));
   } else {
     auto it = dir->names.find(std::string(name));
@@ -179,6 +171,12 @@ void Filesystem::forget(uint64_t ino, uint64_t count) {
   maybe_release_locked(in);
 }
 
+uint64_t Filesystem::generation(uint64_t ino) {
+  std::shared_lock lock(mu_);
+  auto in = find(ino);
+  return in ? (*in)->d.generation : 0;
+}
+
 Result<struct stat> Filesystem::getattr(uint64_t ino) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
@@ -191,6 +189,7 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
   TRY(check_writable());
   Inode* in = TRY(find(ino));
   Txn txn;
+  DirtyGuard guard(*this, txn);
   bool changed = false;
   if (a.valid & SetAttr::kSize) {
     if (in->is_dir()) return error(EISDIR);
@@ -201,10 +200,16 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
     changed = true;
   }
   if (a.valid & SetAttr::kMode) {
+    uint32_t old_mode = in->d.mode;
     in->d.mode = (in->d.mode & S_IFMT) | (a.mode & 07777);
     if (in->xattrs.count("system.posix_acl_access")) {
+      auto saved = in->xattrs;
       chmod_access_acl(*in);
-      TRY(store_xattrs_locked(txn, *in));
+      if (Status st = store_xattrs_locked(txn, *in); !st) {
+        in->xattrs = std::move(saved);
+        in->d.mode = old_mode;
+        return error(st.error());
+      }
     }
     changed = true;
   }

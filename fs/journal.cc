@@ -21,6 +21,13 @@ uint64_t fnv1a64(const void* data, size_t length) {
   return h;
 }
 
+// Covers the entries and the header fields that say how to read them, so that a header torn by a
+// power failure (seq/count of one transaction, bytes of another) never replays a prefix.
+uint64_t header_checksum(const JournalHeader& h, const char* entries) {
+  uint64_t fields[3] = {h.seq, h.count, h.bytes};
+  return fnv1a64(fields, sizeof fields) ^ fnv1a64(entries, h.bytes);
+}
+
 void Txn::write(uint64_t offset, const void* data, uint32_t length) {
   JournalEntry e{offset, length, 0};
   size_t at = buf_.size();
@@ -62,7 +69,7 @@ Status Journal::commit(Txn& txn) {
   h.seq = ++seq_;
   h.count = txn.count_;
   h.bytes = txn.bytes();
-  h.checksum = fnv1a64(txn.buf_.data(), txn.bytes());
+  h.checksum = header_checksum(h, txn.buf_.data());
   dev_.memcpy_persist(header(), &h, sizeof h);  // (3) the commit point
   if (crash == CrashPoint::kAfterCommitRecord) return {};
   Status st = apply(txn.buf_.data(), txn.bytes(), txn.count_, false);
@@ -82,7 +89,7 @@ Result<uint64_t> Journal::recover() {
   seq_ = h.seq;
   const char* area = dev_.base() + start_ + sizeof(JournalHeader);
   // A header whose checksum does not match was never committed whole: nothing to redo.
-  if (h.bytes > capacity() || fnv1a64(area, h.bytes) != h.checksum) {
+  if (h.bytes > capacity() || header_checksum(h, area) != h.checksum) {
     uint64_t zero = 0;
     dev_.memcpy_persist(&header()->magic, &zero, sizeof zero);
     return uint64_t{0};

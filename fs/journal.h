@@ -27,12 +27,21 @@ class Txn {
   void clear() {
     buf_.clear();
     count_ = 0;
+    frees_.clear();
   }
+  // Blocks this transaction stops referencing: they become allocatable only after it commits,
+  // and stay allocated if it is abandoned.
+  struct Free {
+    uint64_t start, length;
+  };
+  void free_after_commit(uint64_t start, uint64_t length) { frees_.push_back({start, length}); }
+  const std::vector<Free>& frees() const { return frees_; }
 
  private:
   friend class Journal;
   std::vector<char> buf_;  // JournalEntry + data (padded to 8) ...
   uint64_t count_ = 0;
+  std::vector<Free> frees_;
 };
 
 class Journal {
@@ -70,5 +79,6 @@ class Journal {
 };
 
 uint64_t fnv1a64(const void* data, size_t length);
+uint64_t header_checksum(const JournalHeader& h, const char* entries);
 
 }  // namespace daxfs::fs

@@ -234,7 +234,31 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
     why = "the device is too small to hold a daxfs";
     return error(EINVAL);
   }
-  const auto* sb = reinterpret_cast<const SuperBlock*>(device->base());
+  TRY(check_superblock(*device, why));
+  std::unique_ptr<Filesystem> fs(new Filesystem(std::move(device), opts));
+  fs->sb_ = reinterpret_cast<SuperBlock*>(fs->dev_->base());
+  Status claimed = fs->dev_->claim(fs.get(), pmemdev::Device::Notifier::kDeferred);
+  if (!claimed) {
+    why = claimed.error() == EBUSY ? "the device is already mounted (held by another process)"
+                                   : std::string("cannot claim the device: ") + strerror(claimed.error());
+    return error(claimed.error());
+  }
+  fs->journal_ = std::make_unique<Journal>(*fs->dev_, fs->sb_->journal_start, fs->sb_->journal_blocks);
+  auto replayed = fs->journal_->recover();
+  if (!replayed) {
+    why = "the journal is corrupt (run fsck.daxfs)";
+    return error(replayed.error());
+  }
+  // The replay may have rewritten the superblock: check it again before trusting its geometry.
+  TRY(check_superblock(*fs->dev_, why));
+  fs->counters_.recovered_entries = *replayed;
+  Loader loader(*fs, why);
+  TRY(loader.load());
+  return finish_mount(std::move(fs), opts);
+}
+
+Status Filesystem::check_superblock(const pmemdev::Device& device, std::string& why) {
+  const auto* sb = reinterpret_cast<const SuperBlock*>(device.base());
   if (sb->magic != kSuperMagic) {
     why = "not a daxfs filesystem (no daxfs superblock; format it with mkfs.daxfs)";
     return error(EINVAL);
@@ -252,32 +276,22 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
     why = "unsupported block size or version";
     return error(EINVAL);
   }
-  if (sb->block_count > device->size() / kBlockSize) {
-    why = "the device (" + std::to_string(device->size()) + " bytes) is smaller than its filesystem (" +
+  if (sb->block_count > device.size() / kBlockSize) {
+    why = "the device (" + std::to_string(device.size()) + " bytes) is smaller than its filesystem (" +
           std::to_string(sb->block_count * kBlockSize) + " bytes)";
     return error(EINVAL);
   }
-  if (sb->journal_start != 1 || sb->journal_blocks < 16 || sb->journal_blocks > sb->block_count / 4) {
-    why = "the superblock's journal geometry is corrupt (run fsck.daxfs)";
+  if (sb->block_count < kMinDeviceSize / kBlockSize || sb->journal_start != 1 || sb->journal_blocks < 16 ||
+      sb->journal_blocks > sb->block_count / 4 || sb->first_chunk >= sb->block_count ||
+      ino_block(sb->root_ino) >= sb->block_count) {
+    why = "the superblock's geometry is corrupt (run fsck.daxfs)";
     return error(EUCLEAN);
   }
-  std::unique_ptr<Filesystem> fs(new Filesystem(std::move(device), opts));
-  fs->sb_ = reinterpret_cast<SuperBlock*>(fs->dev_->base());
-  Status claimed = fs->dev_->claim(fs.get(), pmemdev::Device::Notifier::kDeferred);
-  if (!claimed) {
-    why = claimed.error() == EBUSY ? "the device is already mounted (held by another process)"
-                                   : std::string("cannot claim the device: ") + strerror(claimed.error());
-    return error(claimed.error());
-  }
-  fs->journal_ = std::make_unique<Journal>(*fs->dev_, fs->sb_->journal_start, fs->sb_->journal_blocks);
-  auto replayed = fs->journal_->recover();
-  if (!replayed) {
-    why = "the journal is corrupt (run fsck.daxfs)";
-    return error(replayed.error());
-  }
-  fs->counters_.recovered_entries = *replayed;
-  Loader loader(*fs, why);
-  TRY(loader.load());
+  return {};
+}
+
+Result<std::unique_ptr<Filesystem>> Filesystem::finish_mount(std::unique_ptr<Filesystem> fs,
+                                                             const MountOptions& opts) {
   std::unique_lock lock(fs->mu_);
   fs->mounted_ = true;
   if (opts.read_only == ReadOnly::kNo) {
@@ -288,6 +302,29 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
     for (Inode* in : orphans) {
       TRY(fs->release_inode_locked(*in));
       fs->counters_.orphans_freed++;
+    }
+    // Written blocks past EOF are what a crash in the middle of a long truncate leaves: their
+    // old data must never come back through a later extension. (Unwritten ones are
+    // preallocation, legal past EOF.)
+    for (auto& [ino, in] : fs->inodes_) {
+      if (!in->is_reg()) continue;
+      uint64_t eof = (in->d.size + kBlockSize - 1) / kBlockSize;
+      std::vector<std::pair<uint64_t, uint64_t>> stale;
+      auto it = in->extents.upper_bound(eof);
+      if (it != in->extents.begin()) --it;
+      for (; it != in->extents.end(); ++it) {
+        uint64_t s = std::max(eof, it->first), e = it->first + it->second.length;
+        if (s < e && !it->second.unwritten()) stale.push_back({s, e});
+      }
+      if (stale.empty()) continue;
+      Txn txn;
+      for (auto [s, e] : stale) {
+        TRY(fs->unmap_locked(txn, *in, s, e, true));
+        TRY(fs->commit_if_large_locked(txn, *in));
+      }
+      fs->store_inode(txn, *in);
+      TRY(fs->commit_locked(txn));
+      fs->counters_.post_eof_trimmed += stale.size();
     }
     Txn txn;
     SuperBlock s = *fs->sb_;
@@ -300,17 +337,20 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
 }
 
 void Filesystem::unmount() {
-  std::unique_lock lock(mu_);
-  if (!mounted_) return;
-  mounted_ = false;
-  if (opts_.read_only == ReadOnly::kNo && !shutdown_) {
-    Txn txn;
-    SuperBlock s = *sb_;
-    s.clean = 1;
-    s.next_generation = next_generation_;
-    txn.write(0, &s, offsetof(SuperBlock, uuid));
-    (void)commit_locked(txn);
+  {
+    std::unique_lock lock(mu_);
+    if (!mounted_) return;
+    mounted_ = false;
+    if (opts_.read_only == ReadOnly::kNo && !shutdown_) {
+      Txn txn;
+      SuperBlock s = *sb_;
+      s.clean = 1;
+      s.next_generation = next_generation_;
+      txn.write(0, &s, offsetof(SuperBlock, uuid));
+      (void)commit_locked(txn);
+    }
   }
+  // Outside mu_: the notifier thread being joined may be waiting for it in notify_failure().
   dev_->release();
 }
 
@@ -340,6 +380,7 @@ Status Filesystem::check_writable() const {
 }
 
 Status Filesystem::commit_locked(Txn& txn) {
+  std::vector<Txn::Free> frees = txn.frees();
   Status st = journal_->commit(txn);
   if (!st) {
     // A transaction too big for the journal is a bug in its bounds; stop before anything worse.
@@ -349,12 +390,23 @@ Status Filesystem::commit_locked(Txn& txn) {
   }
   counters_.transactions++;
   // Blocks freed by the transaction become allocatable only now that it is durable.
-  for (const BlockRange& r : pending_free_) {
-    alloc_.free(r.start, r.length);
-    counters_.blocks_freed += r.length;
+  for (const Txn::Free& f : frees) {
+    alloc_.free(f.start, f.length);
+    counters_.blocks_freed += f.length;
   }
-  pending_free_.clear();
   return {};
+}
+
+Status Filesystem::commit_if_large_locked(Txn& txn, Inode& in) {
+  if (txn.bytes() < journal_->capacity() / 4) return {};
+  store_inode(txn, in);
+  return commit_locked(txn);
+}
+
+Filesystem::DirtyGuard::~DirtyGuard() {
+  // Cancelling a transaction that already changed metadata in memory leaves memory ahead of the
+  // media: stop, as XFS does when it cancels a dirty transaction. The next mount is consistent.
+  if (!txn_.empty()) fs_.shutdown("an operation failed after it had changed metadata");
 }
 
 Status Filesystem::reserve_locked(uint64_t blocks) const {
@@ -369,9 +421,7 @@ Result<BlockRange> Filesystem::alloc_locked(uint64_t want, uint64_t goal) {
   return r;
 }
 
-void Filesystem::free_later_locked(uint64_t start, uint64_t length) {
-  pending_free_.push_back({start, length});
-}
+
 
 struct statvfs Filesystem::statfs() {
   std::shared_lock lock(mu_);

@@ -117,7 +117,7 @@ Status Filesystem::store_xattrs_locked(Txn& txn, Inode& in) {
   }
   in.d.xattr_block = new_block;
   in.d.xattr_length = static_cast<uint32_t>(blob.size());
-  if (old_block) free_later_locked(old_block, old_blocks);
+  if (old_block) txn.free_after_commit(old_block, old_blocks);
   store_inode(txn, in);
   return {};
 }
@@ -154,6 +154,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_vie
   if (!(key == kAclAccess && v.empty())) in->xattrs[key] = v;
   touch(*in, false, true);
   Txn txn;
+  DirtyGuard guard(*this, txn);
   Status st = store_xattrs_locked(txn, *in);
   if (!st) {
     in->xattrs = std::move(saved);
@@ -191,10 +192,16 @@ Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
   Inode* in = TRY(find(ino));
   auto it = in->xattrs.find(std::string(name));
   if (it == in->xattrs.end()) return error(ENODATA);
-  in->xattrs.erase(it);
-  touch(*in, false, true);
+  auto saved = in->xattrs;
+  in->xattrs.erase(std::string(name));
   Txn txn;
-  TRY(store_xattrs_locked(txn, *in));
+  DirtyGuard guard(*this, txn);
+  if (Status st = store_xattrs_locked(txn, *in); !st) {
+    in->xattrs = std::move(saved);  // store_xattrs_locked changed nothing else
+    return st;
+  }
+  touch(*in, false, true);
+  store_inode(txn, *in);
   return commit_locked(txn);
 }
 
@@ -250,6 +257,7 @@ Status Filesystem::set_xflags(uint64_t ino, const XAttrFlags& f) {
   in->d.projid = f.projid;
   touch(*in, false, true);
   Txn txn;
+  DirtyGuard guard(*this, txn);
   store_inode(txn, *in);
   return commit_locked(txn);
 }

@@ -53,7 +53,7 @@ bool read_transaction(const Image& image, const fs::SuperBlock& sb, fs::JournalH
   if (!image.read_obj(start, h) || h.magic != fs::kJournalMagic || h.bytes > capacity) return false;
   area.resize(h.bytes);
   if (!image.read(start + sizeof h, area.data(), h.bytes)) return false;
-  return fs::fnv1a64(area.data(), area.size()) == h.checksum;
+  return fs::header_checksum(h, area.data()) == h.checksum;
 }
 }  // namespace
 

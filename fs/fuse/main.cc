@@ -180,11 +180,13 @@ int main(int argc, char** argv) {
   } else {
     rc = fuse_session_loop(se);
   }
+  // Unmount first: it releases the device, so no failure notice can shut the filesystem down
+  // (and start an invalidator) once the session is going away.
+  (*fs)->unmount();
   if (daemon.invalidator.joinable()) daemon.invalidator.join();
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
-  (*fs)->unmount();
   fuse_opt_free_args(&args);
   return rc == 0 ? 0 : 1;
 }

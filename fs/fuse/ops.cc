@@ -44,10 +44,11 @@ void reply_entry(fuse_req_t req, const Result<struct stat>& st) {
   e.attr = *st;
   e.ino = to_nodeid(req, st->st_ino);
   e.attr.st_ino = e.ino == FUSE_ROOT_ID ? st->st_ino : e.ino;
-  e.generation = 0;
+  e.generation = fs_of(req).generation(st->st_ino);
   e.attr_timeout = daemon_of(req).timeout;
   e.entry_timeout = daemon_of(req).timeout;
-  fuse_reply_entry(req, &e);
+  // An interrupted request's reply is dropped: the kernel never counted this lookup.
+  if (fuse_reply_entry(req, &e) == -ENOENT) fs_of(req).forget(st->st_ino, 1);
 }
 
 void reply_attr(fuse_req_t req, const Result<struct stat>& st) {
@@ -203,6 +204,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     fuse_entry_param e{};
     e.attr = *st;
     e.ino = st->st_ino;
+    e.generation = fs_of(req).generation(st->st_ino);
     e.attr_timeout = daemon_of(req).timeout;
     e.entry_timeout = daemon_of(req).timeout;
     set_open_mode(req, e.ino, fi);
@@ -356,6 +358,8 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
     uint64_t ino = to_ino(req, nodeid);
     switch (static_cast<unsigned int>(cmd_arg)) {
       case XFS_IOC_GOINGDOWN: {
+        // CAP_SYS_ADMIN in XFS; the FUSE kernel checks nothing, so: root only.
+        if (fuse_req_ctx(req)->uid != 0) return void(fuse_reply_err(req, EPERM));
         fs.shutdown("XFS_IOC_GOINGDOWN");
         uint32_t zero = 0;
         return void(fuse_reply_ioctl(req, 0, &zero, std::min(out_size, sizeof zero)));

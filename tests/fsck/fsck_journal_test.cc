@@ -29,7 +29,7 @@ void leave_transaction(FsckFixture& fx, const std::vector<Write>& writes, bool g
   h.seq = 7;
   h.count = writes.size();
   h.bytes = buf.size();
-  h.checksum = fs::fnv1a64(buf.data(), buf.size()) + (good_checksum ? 0 : 1);
+  h.checksum = fs::header_checksum(h, buf.data()) + (good_checksum ? 0 : 1);
   uint64_t start = sb.journal_start * fs::kBlockSize;
   fx.put_bytes(start + sizeof h, buf.data(), buf.size());
   fx.put(start, h);

@@ -14,6 +14,10 @@
 #include <cstring>
 
 #include "fs/daxfs_ioctl.h"
+
+#ifndef XFS_IOC_GOINGDOWN
+#define XFS_IOC_GOINGDOWN _IOR('X', 125, uint32_t)
+#endif
 #include "fs/format.h"
 #include "tests/support/mount.h"
 
@@ -254,4 +258,25 @@ TEST_CASE("mount.fuse3 starts the daemon and remounts it in place", "[fuse][moun
     usleep(10000);
   }
   CHECK(out.find("meta-data") != std::string::npos);
+}
+
+TEST_CASE("only root may shut the filesystem down", "[fuse][shutdown]") {
+  Mount m("64M", "allow_other");
+  spit(m.path("f"), "x");
+  REQUIRE(chmod(m.dir().path().c_str(), 0755) == 0);  // mkdtemp made it 0700
+  REQUIRE(chmod(m.mnt().c_str(), 0755) == 0);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    int fd = open(m.path("f").c_str(), O_RDONLY);
+    uint32_t flags = 0;
+    int rc = ioctl(fd, XFS_IOC_GOINGDOWN, &flags);
+    _exit(rc == -1 && errno == EPERM ? 0 : 1);
+  }
+  int st;
+  waitpid(child, &st, 0);
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+  CHECK(slurp(m.path("f")) == "x");  // still alive
 }

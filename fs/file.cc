@@ -27,7 +27,10 @@ const Extent* Filesystem::extent_at(const Inode& in, uint64_t block, uint64_t* s
   return &it->second;
 }
 
-void Filesystem::zero_in_place_locked(const Inode& in, uint64_t from, uint64_t to) {
+Status Filesystem::zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to) {
+  if (from >= to) return {};
+  // A shared block is copied first: the other sharers never see the zeros.
+  TRY(unshare_blocks_locked(txn, in, from / kBlockSize, (to + kBlockSize - 1) / kBlockSize, from, to));
   // Holes and unwritten blocks already read as zeros; written bytes are zeroed and persisted.
   for (uint64_t b = from / kBlockSize; b * kBlockSize < to; b++) {
     uint64_t s = std::max(from, b * kBlockSize), e = std::min(to, (b + 1) * kBlockSize);
@@ -37,6 +40,7 @@ void Filesystem::zero_in_place_locked(const Inode& in, uint64_t from, uint64_t t
     char* p = dev_->base() + (x->physical + b - estart) * kBlockSize;
     dev_->memset_persist(p + s % kBlockSize, 0, e - s);
   }
+  return {};
 }
 
 void Filesystem::copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset,
@@ -89,9 +93,9 @@ Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char
   return n;
 }
 
-Status Filesystem::zero_tail_locked(Inode& in, uint64_t from) {
-  if (from % kBlockSize != 0) zero_in_place_locked(in, from, (from / kBlockSize + 1) * kBlockSize);
-  return {};
+Status Filesystem::zero_tail_locked(Txn& txn, Inode& in, uint64_t from) {
+  if (from % kBlockSize == 0) return {};
+  return zero_in_place_locked(txn, in, from, (from / kBlockSize + 1) * kBlockSize);
 }
 
 Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data, size_t size,
@@ -105,10 +109,13 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   if (offset >= kMaxFileSize) return error(EFBIG);
   size = static_cast<size_t>(std::min<uint64_t>(size, kMaxFileSize - offset));
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
-  TRY(reserve_locked(blocks_to_map(*in, first, end)));
-  if (offset > in->d.size) TRY(zero_tail_locked(*in, in->d.size));
+  TRY(reserve_locked(blocks_to_map(*in, first, end) + shared_blocks_locked(*in, first, end) + 2));
   Txn txn;
   DirtyGuard guard(*this, txn);
+  if (offset > in->d.size) TRY(zero_tail_locked(txn, *in, in->d.size));
+  // Copy-on-write: shared blocks in the range get private copies first (the bytes this write
+  // replaces are not copied); the loop below then writes them in place.
+  TRY(unshare_blocks_locked(txn, *in, first, end, offset, offset + size));
   if (in->free_records.empty() && unmapped_blocks(*in, first, end) > 0) {
     // Place a new record block before the data, not between this write's blocks and the next
     // write's, which would split a sequentially written file into extents.
@@ -169,9 +176,9 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
 Status Filesystem::truncate_locked(Inode& in, uint64_t size, Txn& txn) {
   uint64_t old = in.d.size;
   if (size > old) {
-    TRY(zero_tail_locked(in, old));  // bytes past the old EOF must read as zeros
+    TRY(zero_tail_locked(txn, in, old));  // bytes past the old EOF must read as zeros
   } else if (size < old) {
-    TRY(zero_tail_locked(in, size));
+    TRY(zero_tail_locked(txn, in, size));
     uint64_t first = (size + kBlockSize - 1) / kBlockSize;
     auto from = in.extents.lower_bound(first);
     if (static_cast<size_t>(std::distance(from, in.extents.end())) > 4096) {
@@ -234,10 +241,10 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
     uint64_t first = (offset + kBlockSize - 1) / kBlockSize, end = end_byte / kBlockSize;
     // Partial blocks at either end are zeroed in place; whole blocks are unmapped and freed.
     if (first > end) {
-      zero_in_place_locked(*in, offset, end_byte);  // inside one block
+      TRY(zero_in_place_locked(txn, *in, offset, end_byte));  // inside one block
     } else {
-      zero_in_place_locked(*in, offset, first * kBlockSize);
-      zero_in_place_locked(*in, end * kBlockSize, end_byte);
+      TRY(zero_in_place_locked(txn, *in, offset, first * kBlockSize));
+      TRY(zero_in_place_locked(txn, *in, end * kBlockSize, end_byte));
       TRY(unmap_batched_locked(txn, *in, first, end));
     }
     touch(*in, true, true);
@@ -253,10 +260,10 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
     // Whole blocks become unwritten (zeros without writing them); partial ones are zeroed.
     uint64_t zfirst = (offset + kBlockSize - 1) / kBlockSize, zend = end_byte / kBlockSize;
     if (zfirst > zend) {
-      zero_in_place_locked(*in, offset, end_byte);
+      TRY(zero_in_place_locked(txn, *in, offset, end_byte));
     } else {
-      zero_in_place_locked(*in, offset, zfirst * kBlockSize);
-      zero_in_place_locked(*in, zend * kBlockSize, end_byte);
+      TRY(zero_in_place_locked(txn, *in, offset, zfirst * kBlockSize));
+      TRY(zero_in_place_locked(txn, *in, zend * kBlockSize, end_byte));
       // Written extents in [zfirst, zend) turn unwritten in place.
       std::vector<std::pair<uint64_t, Extent>> written;
       auto it = in->extents.upper_bound(zfirst);
@@ -278,7 +285,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   }
   TRY(allocate_range_locked(txn, *in, first, end, kExtentUnwritten, &added));
   if (!keep_size && end_byte > in->d.size) {
-    TRY(zero_tail_locked(*in, in->d.size));
+    TRY(zero_tail_locked(txn, *in, in->d.size));
     in->d.size = end_byte;
   }
   touch(*in, (mode & FALLOC_FL_ZERO_RANGE) != 0, true);

@@ -23,6 +23,8 @@
 #include "fs/alloc.h"
 #include "fs/inode.h"
 #include "fs/journal.h"
+#include "fs/refcount.h"
+#include "fs/rmap.h"
 #include "pmemdev/device.h"
 #include "pmemdev/holder.h"
 #include "pmemdev/result.h"
@@ -63,6 +65,7 @@ struct Counters {
   std::atomic<uint64_t> blocks_allocated{0}, blocks_freed{0};
   std::atomic<uint64_t> poison_events{0};
   std::atomic<uint64_t> recovered_entries{0}, orphans_freed{0}, post_eof_trimmed{0};
+  std::atomic<uint64_t> clones{0}, dedupes{0}, cow_blocks{0}, refcount_overflow_copies{0};
 };
 
 // What readdir hands to its sink; return false from the sink to stop (buffer full).
@@ -123,6 +126,19 @@ class Filesystem : public pmemdev::Holder {
   Result<uint64_t> lseek(uint64_t ino, uint64_t offset, int whence);
   // Whether opens of `ino` bypass the page cache (the file is DAX under the mount's dax= mode).
   bool is_dax(uint64_t ino);
+
+  // Reflink (reflink.cc). clone_range: FICLONERANGE semantics (length 0: to the source's EOF);
+  // returns the bytes remapped. dedupe_range: FIDEDUPERANGE; shares only identical ranges.
+  // unshare_range: FALLOC_FL_UNSHARE_RANGE. copy_range: copy_file_range(2), sharing what it can.
+  Result<uint64_t> clone_range(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t length);
+  struct DedupeResult {
+    uint64_t bytes;
+    bool differs;
+  };
+  Result<DedupeResult> dedupe_range(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off,
+                                    uint64_t length);
+  Status unshare_range(uint64_t ino, uint64_t offset, uint64_t length);
+  Result<uint64_t> copy_range(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t length);
 
   // Extended attributes (flags: XATTR_CREATE / XATTR_REPLACE).
   Status setxattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
@@ -220,6 +236,10 @@ class Filesystem : public pmemdev::Holder {
   void clear_record_locked(Txn& txn, Inode& in, RecordLoc loc);
   Status map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t physical, uint64_t length,
                     uint32_t flags);
+  // Rewrites the persistent refcount records of a physical range to match the rmap.
+  Status sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t length);
+  // True when some block of the physical range has more than one owner.
+  bool shared_locked(uint64_t physical, uint64_t length) const;
   // Removes mappings in [first, end) (logical blocks); frees the blocks when free_blocks.
   Status unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks);
   uint64_t unmapped_blocks(const Inode& in, uint64_t first, uint64_t end) const;
@@ -237,12 +257,22 @@ class Filesystem : public pmemdev::Holder {
   // Files (file.cc).
   // The extent holding file block `block` (its logical start in *start), or nullptr for a hole.
   const Extent* extent_at(const Inode& in, uint64_t block, uint64_t* start) const;
-  // Zeroes the written bytes of [from, to) in place, persisted.
-  void zero_in_place_locked(const Inode& in, uint64_t from, uint64_t to);
+  // Zeroes the written bytes of [from, to) in place, persisted (shared blocks copied first).
+  Status zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to);
   Status truncate_locked(Inode& in, uint64_t size, Txn& txn);
-  Status zero_tail_locked(Inode& in, uint64_t from);
+  Status zero_tail_locked(Txn& txn, Inode& in, uint64_t from);
   Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,
                                uint64_t* new_blocks);
+
+  // Reflink (reflink.cc).
+  uint64_t shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const;
+  // Gives the shared blocks of file blocks [first, end) private copies (CoW). Whole blocks inside
+  // the byte range [skip_from, skip_to) are not copied: the caller overwrites them.
+  Status unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint64_t skip_from,
+                               uint64_t skip_to);
+  Result<uint64_t> remap_prep_locked(Inode& src, uint64_t src_off, Inode& dst, uint64_t dst_off,
+                                     uint64_t length, bool dedupe, uint64_t* blocks);
+  Status clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, Inode& dst, uint64_t dfirst, uint64_t n);
 
   // Xattrs (xattr.cc).
   Status store_xattrs_locked(Txn& txn, Inode& in);
@@ -255,6 +285,9 @@ class Filesystem : public pmemdev::Holder {
   std::unique_ptr<Journal> journal_;
   mutable std::shared_mutex mu_;
   Allocator alloc_;
+  Rmap rmap_;                 // data blocks -> owners; counts are reference counts
+  RefcountTable refcounts_;   // the persistent records of counts >= 2
+  uint64_t refcount_head_ = 0;
   std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
   std::vector<uint64_t> free_inos_;
   uint64_t root_ = 0;

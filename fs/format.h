@@ -16,6 +16,7 @@ inline constexpr uint64_t kChunkMagic = 0x4b4e484353465844ULL;    // "DXFSCHNK"
 inline constexpr uint64_t kExtentMagic = 0x5458455453465844ULL;   // "DXFSEXTT"
 inline constexpr uint64_t kDirMagic = 0x5249444453465844ULL;      // "DXFSDDIR"
 inline constexpr uint64_t kJournalMagic = 0x4c4e524a53465844ULL;  // "DXFSJRNL"
+inline constexpr uint64_t kRefcountMagic = 0x4346455253465844ULL;  // "DXFSREFC"
 inline constexpr uint64_t kMinDeviceSize = 16ULL << 20;
 inline constexpr uint64_t kMaxFileSize = INT64_MAX;  // as XFS: MAX_LFS_FILESIZE
 // One past the last file block: the block holding byte kMaxFileSize - 1 is 2^51 - 1.
@@ -45,7 +46,8 @@ struct SuperBlock {
   uint8_t uuid[16];
   char label[32];
   uint64_t created_sec;
-  uint8_t reserved[4096 - 144];
+  uint64_t refcount_head;   // chain of refcount record blocks (0: nothing is shared)
+  uint8_t reserved[4096 - 152];
 };
 static_assert(sizeof(SuperBlock) == kBlockSize);
 
@@ -123,6 +125,18 @@ struct DiskDirent {
 };
 static_assert(sizeof(DiskDirent) == 272);
 inline constexpr uint32_t kDirentsPerBlock = (kBlockSize - sizeof(RecordBlockHeader)) / sizeof(DiskDirent);
+
+// Reference counts of shared blocks, in record blocks chained from the superblock (owner 0).
+// Only ranges referenced more than once are recorded (XFS's refcount btree does the same): a
+// mapped block with no record has count 1, an unmapped one count 0. A record of length 0 is free.
+inline constexpr uint32_t kMaxRefcount = 65535;  // past it, cloning copies instead (as XFS at its max)
+struct DiskRefcount {
+  uint64_t start;   // device block
+  uint32_t length;  // blocks; 0: free record
+  uint32_t count;   // >= 2
+};
+static_assert(sizeof(DiskRefcount) == 16);
+inline constexpr uint32_t kRefcountsPerBlock = (kBlockSize - sizeof(RecordBlockHeader)) / sizeof(DiskRefcount);
 
 // The redo journal header, at the journal's first block; entries follow it.
 struct JournalHeader {

@@ -50,6 +50,7 @@ class Loader {
       // The superblock's copy is written only at a clean unmount: never reuse a generation.
       fs_.next_generation_ = std::max(fs_.next_generation_, in->d.generation + 1);
     }
+    TRY(load_refcounts());
     auto root = fs_.inodes_.find(sb.root_ino);
     if (root == fs_.inodes_.end() || !root->second->is_dir()) return corrupt("the root directory is missing");
     fs_.root_ = sb.root_ino;
@@ -126,6 +127,66 @@ class Loader {
     return error(EUCLEAN);
   }
 
+  // Data blocks: each mapped block is allocated once however many files share it, and must not
+  // be metadata; the persistent refcount records must say exactly what the extent maps imply.
+  Status load_refcounts() {
+    for (uint64_t b = fs_.sb_->refcount_head, n = 0; b != 0; n++) {
+      if (!block_ok(b) || !fs_.alloc_.mark_used(b, 1) || n > fs_.sb_->block_count)
+        return corrupt("refcount block " + std::to_string(b) + " is out of range or used twice");
+      RecordBlockHeader h;
+      memcpy(&h, block(b), sizeof h);
+      if (h.magic != kRefcountMagic) return corrupt("refcount block " + std::to_string(b) + " has a bad header");
+      fs_.refcounts_.load_block(b);
+      for (uint32_t slot = 0; slot < kRefcountsPerBlock; slot++) {
+        DiskRefcount r;
+        memcpy(&r, block(b) + sizeof(RecordBlockHeader) + slot * sizeof(DiskRefcount), sizeof r);
+        if (r.length == 0) {
+          fs_.refcounts_.load_free_slot({b, slot});
+          continue;
+        }
+        if (r.count < 2 || !fs_.refcounts_.load(r.start, r, {b, slot}))
+          return corrupt("refcount record at block " + std::to_string(r.start) + " is invalid or overlaps another");
+      }
+      b = h.next;
+    }
+    fs_.refcount_head_ = fs_.sb_->refcount_head;
+    bool ok = true;
+    std::string what;
+    fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>&) {
+      if (ok && !fs_.alloc_.mark_used(start, length)) {
+        ok = false;
+        what = "data blocks " + std::to_string(start) + "+" + std::to_string(length) + " are also metadata or out of range";
+      }
+    });
+    if (!ok) return corrupt(what);
+    // Recorded counts against the counts the extent maps imply, both ways.
+    for (const auto& [start, rec] : fs_.refcounts_.records()) {
+      fs_.rmap_.for_each_count(start, rec.length, [&](uint64_t s, uint64_t, uint32_t c) {
+        if (ok && c != rec.count) {
+          ok = false;
+          what = "block " + std::to_string(s) + " has refcount record " + std::to_string(rec.count) + " but " +
+                 std::to_string(c) + " mappings";
+        }
+      });
+    }
+    fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>& owners) {
+      if (ok && owners.size() >= 2) {
+        for (uint64_t b = start; b < start + length && ok;) {
+          auto it = fs_.refcounts_.records().upper_bound(b);
+          if (it == fs_.refcounts_.records().begin() || std::prev(it)->first + std::prev(it)->second.length <= b) {
+            ok = false;
+            what = "block " + std::to_string(b) + " is shared without a refcount record";
+            break;
+          }
+          --it;
+          b = it->first + it->second.length;
+        }
+      }
+    });
+    if (!ok) return corrupt(what);
+    return {};
+  }
+
   // Walks a record-block chain; returns its blocks in creation order.
   Result<std::vector<uint64_t>> chain(const Inode& in, uint64_t magic) {
     std::vector<uint64_t> blocks;
@@ -157,9 +218,10 @@ class Loader {
           }
           if (e.logical >= kMaxFileBlocks || e.length > kMaxFileBlocks - e.logical)
             return corrupt(who + " has an extent beyond the maximum file size");
-          if (!fs_.alloc_.mark_used(e.physical, e.length))
+          if (!block_ok(e.physical) || e.length > fs_.sb_->block_count - e.physical)
             return corrupt(who + " maps blocks " + std::to_string(e.physical) + "+" + std::to_string(e.length) +
-                           " that are out of range or used twice");
+                           " that are out of range");
+          fs_.rmap_.add(e.physical, e.length, in.ino, e.logical, e.flags & kExtentUnwritten);
           auto next = in.extents.lower_bound(e.logical);
           if ((next != in.extents.end() && next->first < e.logical + e.length) ||
               (next != in.extents.begin() && std::prev(next)->first + std::prev(next)->second.length > e.logical))

@@ -94,6 +94,12 @@ void Rmap::remove(uint64_t physical, uint64_t length, uint64_t ino, uint64_t log
   merge_around(physical, end);
 }
 
+bool Rmap::mapped(uint64_t physical, uint64_t length) const {
+  auto it = seg_.upper_bound(physical);
+  if (it != seg_.begin() && std::prev(it)->first + std::prev(it)->second.length > physical) return true;
+  return it != seg_.end() && it->first < physical + length;
+}
+
 uint32_t Rmap::refcount(uint64_t physical) const {
   auto it = seg_.upper_bound(physical);
   if (it == seg_.begin()) return 0;

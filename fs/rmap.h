@@ -34,6 +34,8 @@ class Rmap {
   void add(uint64_t physical, uint64_t length, uint64_t ino, uint64_t logical, uint32_t flags);
   // Forgets that mapping (it must have been added). Aborts when it was not: a bug.
   void remove(uint64_t physical, uint64_t length, uint64_t ino, uint64_t logical);
+  // True when any block of the range is mapped by some file.
+  bool mapped(uint64_t physical, uint64_t length) const;
   // The references to block `physical` (0 when unmapped).
   uint32_t refcount(uint64_t physical) const;
   // Calls `fn(start, length, count)` for maximal runs of [physical, physical + length) with the
@@ -43,6 +45,10 @@ class Rmap {
   // The owners of every mapped block in [physical, physical + length), clipped to it.
   std::vector<RmapRange> query(uint64_t physical, uint64_t length) const;
   size_t segments() const { return seg_.size(); }
+  // Every segment, in physical order: fn(start, length, owners).
+  void for_each_segment(const std::function<void(uint64_t, uint64_t, const std::vector<RmapOwner>&)>& fn) const {
+    for (const auto& [start, s] : seg_) fn(start, s.length, s.owners);
+  }
   void clear() { seg_.clear(); }
 
  private:

@@ -1,0 +1,93 @@
+// Persistent refcount records (see refcount.h).
+#include "fs/refcount.h"
+
+#include <cstring>
+
+namespace daxfs::fs {
+
+namespace {
+uint64_t record_offset(RecordLoc loc) {
+  return loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskRefcount);
+}
+}  // namespace
+
+bool RefcountTable::load(uint64_t start, const DiskRefcount& rec, RecordLoc loc) {
+  auto next = map_.lower_bound(start);
+  if (next != map_.end() && next->first < start + rec.length) return false;
+  if (next != map_.begin() && std::prev(next)->first + std::prev(next)->second.length > start) return false;
+  map_[start] = Record{rec.length, rec.count, loc};
+  return true;
+}
+
+uint32_t RefcountTable::recorded(uint64_t block) const {
+  auto it = map_.upper_bound(block);
+  if (it == map_.begin()) return 1;
+  --it;
+  return it->first + it->second.length > block ? it->second.count : 1;
+}
+
+Status RefcountTable::sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t length, uint64_t head_offset,
+                           uint64_t& head, char* base, const BlockAllocator& alloc,
+                           const std::function<void(void*, const void*, size_t)>& persist_copy) {
+  uint64_t end = start + length;
+  // Widen to the records the range touches: they are rewritten whole.
+  auto it = map_.upper_bound(start);
+  if (it != map_.begin() && std::prev(it)->first + std::prev(it)->second.length > start) --it;
+  std::vector<std::map<uint64_t, Record>::iterator> old;
+  for (; it != map_.end() && it->first < end; ++it) {
+    old.push_back(it);
+    start = std::min(start, it->first);
+    end = std::max(end, it->first + it->second.length);
+  }
+  // What the records must say: the runs of count >= 2.
+  struct Run {
+    uint64_t start, length;
+    uint32_t count;
+  };
+  std::vector<Run> want;
+  rmap.for_each_count(start, end - start, [&](uint64_t s, uint64_t l, uint32_t c) {
+    if (c >= 2) want.push_back({s, l, c});
+  });
+  // Unchanged: nothing to write.
+  if (want.size() == old.size()) {
+    bool same = true;
+    for (size_t i = 0; i < want.size() && same; i++)
+      same = old[i]->first == want[i].start && old[i]->second.length == want[i].length &&
+             old[i]->second.count == want[i].count;
+    if (same) return {};
+  }
+  // Make room first (the only step that can fail), then replace.
+  size_t need = 0;
+  for (const Run& r : want) need += (r.length + UINT32_MAX - 1) / UINT32_MAX;
+  while (free_.size() + old.size() < need) {
+    uint64_t b = TRY(alloc());
+    char block[kBlockSize] = {};
+    RecordBlockHeader h{kRefcountMagic, 0, head, 0};
+    memcpy(block, &h, sizeof h);
+    persist_copy(base + b * kBlockSize, block, sizeof block);  // initialised before it is linked
+    head = b;
+    txn.write(head_offset, &head, sizeof head);
+    blocks_.push_back(b);
+    for (uint32_t s = kRefcountsPerBlock; s-- > 0;) free_.push_back({b, s});
+  }
+  for (auto& o : old) {
+    DiskRefcount zero{};
+    txn.write_obj(record_offset(o->second.loc), zero);
+    free_.push_back(o->second.loc);
+    map_.erase(o);
+  }
+  for (const Run& r : want) {
+    for (uint64_t s = r.start; s < r.start + r.length;) {
+      uint64_t l = std::min<uint64_t>(r.start + r.length - s, UINT32_MAX);
+      RecordLoc loc = free_.back();
+      free_.pop_back();
+      DiskRefcount rec{s, static_cast<uint32_t>(l), r.count};
+      txn.write_obj(record_offset(loc), rec);
+      map_[s] = Record{l, r.count, loc};
+      s += l;
+    }
+  }
+  return {};
+}
+
+}  // namespace daxfs::fs

@@ -1,0 +1,289 @@
+// Reflink: clone, dedupe, copy_file_range, copy-on-write and unshare on top of the reverse map's
+// reference counts, with XFS's semantics (fs/xfs/xfs_reflink.c, fs/remap_range.c).
+//
+//   A: ---AAAAAAAA-------      clone A[3,11) to B[0,8): B maps A's blocks, counts go 1 -> 2
+//   B: AAAAAAAA---------       a write to B[2] then copies that block first (CoW): only B
+//   B: AABAAAAA---------       sees the new data; A's block keeps count 1 again.
+//
+// Every step commits through the journal: a crash leaves each file with its old or new mapping
+// and counts that match (the refcount records are rewritten in the same transaction as the
+// extent records). Long ranges commit every quarter journal, each step a consistent state.
+#include <cstring>
+
+#include "fs/filesystem.h"
+
+namespace daxfs::fs {
+
+uint64_t Filesystem::shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const {
+  uint64_t n = 0;
+  auto it = in.extents.upper_bound(first);
+  if (it != in.extents.begin()) --it;
+  for (; it != in.extents.end() && it->first < end; ++it) {
+    uint64_t s = std::max(first, it->first), e = std::min(end, it->first + it->second.length);
+    if (s >= e) continue;
+    rmap_.for_each_count(it->second.physical + (s - it->first), e - s,
+                         [&](uint64_t, uint64_t l, uint32_t c) { n += c >= 2 ? l : 0; });
+  }
+  return n;
+}
+
+Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end,
+                                         uint64_t skip_from, uint64_t skip_to) {
+  // The shared pieces of [first, end), collected first: remapping changes the map under us.
+  struct Piece {
+    uint64_t logical, physical, length;
+    uint32_t flags;
+  };
+  std::vector<Piece> pieces;
+  auto it = in.extents.upper_bound(first);
+  if (it != in.extents.begin()) --it;
+  for (; it != in.extents.end() && it->first < end; ++it) {
+    uint64_t s = std::max(first, it->first), e = std::min(end, it->first + it->second.length);
+    if (s >= e) continue;
+    uint64_t p = it->second.physical + (s - it->first);
+    uint64_t lstart = it->first;
+    uint32_t flags = it->second.flags;
+    rmap_.for_each_count(p, e - s, [&](uint64_t ps, uint64_t l, uint32_t c) {
+      if (c >= 2) pieces.push_back({s + (ps - p), ps, l, flags});
+    });
+    (void)lstart;
+  }
+  for (const Piece& pc : pieces) {
+    for (uint64_t done = 0; done < pc.length;) {
+      BlockRange r = TRY(alloc_locked(pc.length - done, 0));
+      uint64_t logical = pc.logical + done, old = pc.physical + done;
+      if (!(pc.flags & kExtentUnwritten)) {
+        // Copy the old data, except whole blocks the caller is about to overwrite anyway. The
+        // copy is flushed; the commit below drains it before the new mapping is visible.
+        for (uint64_t b = 0; b < r.length; b++) {
+          uint64_t fb = (logical + b) * kBlockSize;
+          if (fb >= skip_from && fb + kBlockSize <= skip_to) continue;
+          if (dev_->poisoned((old + b) * kBlockSize, kBlockSize)) return error(EIO);
+          dev_->memcpy_nodrain(dev_->base() + (r.start + b) * kBlockSize, dev_->base() + (old + b) * kBlockSize,
+                               kBlockSize);
+        }
+      }
+      TRY(unmap_locked(txn, in, logical, logical + r.length, true));
+      TRY(map_locked(txn, in, logical, r.start, r.length, pc.flags));
+      counters_.cow_blocks += r.length;
+      done += r.length;
+      TRY(commit_if_large_locked(txn, in));
+    }
+  }
+  return {};
+}
+
+Result<uint64_t> Filesystem::remap_prep_locked(Inode& src, uint64_t src_off, Inode& dst, uint64_t dst_off,
+                                               uint64_t length, bool dedupe, uint64_t* blocks) {
+  // generic_remap_file_range_prep() / generic_remap_checks().
+  if (src.is_dir() || dst.is_dir()) return error(EISDIR);
+  if (!src.is_reg() || !dst.is_reg()) return error(EINVAL);
+  if (src_off % kBlockSize || dst_off % kBlockSize) return error(EINVAL);
+  uint64_t size_in = src.d.size, size_out = dst.d.size;
+  if (length == 0) {
+    if (src_off >= size_in) return error(EINVAL);
+    length = size_in - src_off;
+  }
+  if (src_off > UINT64_MAX - length || dst_off > UINT64_MAX - length) return error(EINVAL);
+  if (dedupe && (src_off >= size_in || src_off + length > size_in || dst_off >= size_out ||
+                 dst_off + length > size_out))
+    return error(EINVAL);
+  if (src_off >= size_in) return error(EINVAL);
+  length = std::min(length, size_in - src_off);
+  if (dst_off + length > kMaxFileSize) return error(EFBIG);
+  uint64_t bcount;
+  if (src_off + length == size_in && (!dedupe || dst_off + length == size_out)) {
+    bcount = (size_in + kBlockSize - 1) / kBlockSize * kBlockSize - src_off;  // up to src's EOF
+  } else {
+    if (length % kBlockSize) return error(EINVAL);
+    bcount = length;
+  }
+  if (&src == &dst && dst_off + bcount > src_off && dst_off < src_off + bcount) return error(EINVAL);
+  *blocks = bcount / kBlockSize;
+  return length;
+}
+
+Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, Inode& dst, uint64_t dfirst,
+                                       uint64_t n) {
+  // The destination's old blocks go first (released or dereferenced), then every source piece is
+  // mapped again: holes stay holes, unwritten stays unwritten.
+  TRY(unmap_batched_locked(txn, dst, dfirst, dfirst + n));
+  struct Piece {
+    uint64_t logical, physical, length;
+    uint32_t flags;
+  };
+  std::vector<Piece> pieces;
+  auto it = src.extents.upper_bound(sfirst);
+  if (it != src.extents.begin()) --it;
+  for (; it != src.extents.end() && it->first < sfirst + n; ++it) {
+    uint64_t s = std::max(sfirst, it->first), e = std::min(sfirst + n, it->first + it->second.length);
+    if (s < e) pieces.push_back({s, it->second.physical + (s - it->first), e - s, it->second.flags});
+  }
+  for (const Piece& pc : pieces) {
+    uint64_t at = dfirst + (pc.logical - sfirst);
+    // At the maximum count a block is copied instead of shared (XFS does the same at MAXREFCOUNT).
+    uint32_t top = 0;
+    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t, uint64_t, uint32_t c) { top = std::max(top, c); });
+    if (top < kMaxRefcount) {
+      TRY(map_locked(txn, dst, at, pc.physical, pc.length, pc.flags));
+    } else {
+      for (uint64_t done = 0; done < pc.length;) {
+        BlockRange r = TRY(alloc_locked(pc.length - done, 0));
+        if (!(pc.flags & kExtentUnwritten))
+          dev_->memcpy_nodrain(dev_->base() + r.start * kBlockSize,
+                               dev_->base() + (pc.physical + done) * kBlockSize, r.length * kBlockSize);
+        TRY(map_locked(txn, dst, at + done, r.start, r.length, pc.flags));
+        counters_.refcount_overflow_copies += r.length;
+        done += r.length;
+      }
+    }
+    TRY(commit_if_large_locked(txn, dst));
+  }
+  return {};
+}
+
+Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
+                                         uint64_t length) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  if (!(sb_->features & kFeatureReflink)) return error(EOPNOTSUPP);
+  Inode* src = TRY(find(src_ino));
+  Inode* dst = TRY(find(dst_ino));
+  uint64_t blocks = 0;
+  uint64_t count = TRY(remap_prep_locked(*src, src_off, *dst, dst_off, length, false, &blocks));
+  if (blocks == 0) return uint64_t{0};
+  uint64_t sfirst = src_off / kBlockSize, dfirst = dst_off / kBlockSize;
+  TRY(reserve_locked(src->extents.size() / kExtentsPerBlock + 2 * src->extents.size() / kRefcountsPerBlock + 8));
+  Txn txn;
+  DirtyGuard guard(*this, txn);
+  if (dst_off > dst->d.size) TRY(zero_tail_locked(txn, *dst, dst->d.size));
+  TRY(clone_blocks_locked(txn, *src, sfirst, *dst, dfirst, blocks));
+  if (dst_off + count > dst->d.size) dst->d.size = dst_off + count;
+  touch(*dst, true, true);
+  store_inode(txn, *dst);
+  TRY(commit_locked(txn));
+  counters_.clones++;
+  return count;
+}
+
+Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino,
+                                                          uint64_t dst_off, uint64_t length) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  if (!(sb_->features & kFeatureReflink)) return error(EOPNOTSUPP);
+  Inode* src = TRY(find(src_ino));
+  Inode* dst = TRY(find(dst_ino));
+  uint64_t blocks = 0;
+  uint64_t count = TRY(remap_prep_locked(*src, src_off, *dst, dst_off, length, true, &blocks));
+  DedupeResult out{count, false};
+  if (blocks == 0) return out;
+  // Compare what the two ranges read (holes and unwritten as zeros), a chunk at a time.
+  std::vector<char> a(1 << 20), b(1 << 20);
+  auto read_locked = [&](Inode& in, uint64_t off, size_t n, char* buf) -> Status {
+    for (uint64_t pos = off; pos < off + n;) {
+      uint64_t block = pos / kBlockSize, estart = 0;
+      const Extent* e = extent_at(in, block, &estart);
+      uint64_t run_end = off + n;
+      if (e) {
+        run_end = std::min(run_end, (estart + e->length) * kBlockSize);
+      } else {
+        auto next = in.extents.upper_bound(block);
+        if (next != in.extents.end()) run_end = std::min(run_end, next->first * kBlockSize);
+      }
+      if (e && !e->unwritten()) {
+        uint64_t dev_off = (e->physical + (block - estart)) * kBlockSize + pos % kBlockSize;
+        if (dev_->poisoned(dev_off, run_end - pos)) return error(EIO);
+        memcpy(buf + (pos - off), dev_->base() + dev_off, run_end - pos);
+      } else {
+        memset(buf + (pos - off), 0, run_end - pos);
+      }
+      pos = run_end;
+    }
+    return {};
+  };
+  for (uint64_t done = 0; done < count;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(a.size(), count - done));
+    TRY(read_locked(*src, src_off + done, n, a.data()));
+    TRY(read_locked(*dst, dst_off + done, n, b.data()));
+    if (memcmp(a.data(), b.data(), n) != 0) {
+      out.differs = true;
+      return out;
+    }
+    done += n;
+  }
+  TRY(reserve_locked(src->extents.size() / kExtentsPerBlock + 2 * src->extents.size() / kRefcountsPerBlock + 8));
+  Txn txn;
+  DirtyGuard guard(*this, txn);
+  TRY(clone_blocks_locked(txn, *src, src_off / kBlockSize, *dst, dst_off / kBlockSize, blocks));
+  store_inode(txn, *dst);  // contents are unchanged: no mtime update (as XFS)
+  TRY(commit_locked(txn));
+  counters_.dedupes++;
+  return out;
+}
+
+Status Filesystem::unshare_range(uint64_t ino, uint64_t offset, uint64_t length) {
+  std::unique_lock lock(mu_);
+  TRY(check_writable());
+  Inode* in = TRY(find(ino));
+  if (in->is_dir()) return error(EISDIR);
+  if (!in->is_reg()) return error(EINVAL);
+  if (length == 0) return error(EINVAL);
+  if (offset > kMaxFileSize || length > kMaxFileSize - offset) return error(EFBIG);
+  uint64_t first = offset / kBlockSize, end = (offset + length + kBlockSize - 1) / kBlockSize;
+  uint64_t need = shared_blocks_locked(*in, first, end);
+  if (need == 0) return {};
+  TRY(reserve_locked(need + need / kExtentsPerBlock + 4));
+  Txn txn;
+  DirtyGuard guard(*this, txn);
+  TRY(unshare_blocks_locked(txn, *in, first, end, 0, 0));
+  store_inode(txn, *in);
+  return commit_locked(txn);
+}
+
+Result<uint64_t> Filesystem::copy_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
+                                        uint64_t length) {
+  // copy_file_range(): the result is a copy; block-aligned middles are shared rather than copied.
+  uint64_t n;
+  {
+    std::shared_lock lock(mu_);
+    TRY(check_alive());
+    Inode* src = TRY(find(src_ino));
+    Inode* dst = TRY(find(dst_ino));
+    if (src->is_dir() || dst->is_dir()) return error(EISDIR);
+    if (!src->is_reg() || !dst->is_reg()) return error(EINVAL);
+    if (src_off >= src->d.size) return uint64_t{0};
+    n = std::min(length, src->d.size - src_off);
+    if (dst_off >= kMaxFileSize) return error(EFBIG);
+    n = std::min(n, kMaxFileSize - dst_off);
+    if (src_ino == dst_ino && dst_off < src_off + n && src_off < dst_off + n) return error(EINVAL);
+  }
+  uint64_t done = 0;
+  auto copy_bytes = [&](uint64_t len) -> Status {
+    std::vector<char> buf(static_cast<size_t>(std::min<uint64_t>(len, 1 << 20)));
+    for (uint64_t left = len; left > 0;) {
+      size_t chunk = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
+      size_t got = TRY(read(src_ino, src_off + done, chunk, buf.data()));
+      if (got == 0) break;
+      size_t put = TRY(write(dst_ino, dst_off + done, buf.data(), got));
+      done += put;
+      left -= put;
+    }
+    return {};
+  };
+  bool sharable = (src_off % kBlockSize) == (dst_off % kBlockSize) && (sb_->features & kFeatureReflink);
+  if (!sharable) {
+    TRY(copy_bytes(n));
+    return done;
+  }
+  uint64_t head = std::min(n, (kBlockSize - src_off % kBlockSize) % kBlockSize);
+  TRY(copy_bytes(head));
+  uint64_t middle = (n - head) / kBlockSize * kBlockSize;
+  if (middle > 0) {
+    uint64_t got = TRY(clone_range(src_ino, src_off + done, dst_ino, dst_off + done, middle));
+    done += got;
+  }
+  TRY(copy_bytes(n - done));
+  return done;
+}
+
+}  // namespace daxfs::fs

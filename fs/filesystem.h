@@ -140,6 +140,19 @@ class Filesystem : public pmemdev::Holder {
   Status unshare_range(uint64_t ino, uint64_t offset, uint64_t length);
   Result<uint64_t> copy_range(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t length);
 
+  // Layout (fsmap.cc), in bytes. A row: a physical range and one owner (kind: daxfs_owner_kind
+  // of fs/daxfs_ioctl.h; ino and logical for file data; flags DAXFS_EXTENT_*).
+  struct MapRow {
+    uint64_t physical, length, kind, ino, logical, flags;
+  };
+  // The file's extents from byte `start` (holes absent), split where sharing changes.
+  Result<std::vector<MapRow>> fiemap(uint64_t ino, uint64_t start, size_t max);
+  // The device's rows in [start, end), data rows once per owner, after skipping `skip` rows
+  // that start exactly at `start`.
+  std::vector<MapRow> fsmap(uint64_t start, uint64_t end, uint64_t skip, size_t max);
+  // Every live inode's path (the first name found for hard links).
+  std::unordered_map<uint64_t, std::string> paths();
+
   // Extended attributes (flags: XATTR_CREATE / XATTR_REPLACE).
   Status setxattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
   // size 0: returns the value's size; a non-zero size smaller than the value: ERANGE.

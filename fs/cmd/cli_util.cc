@@ -80,18 +80,15 @@ std::string format_size(uint64_t bytes) {
   return std::to_string(bytes);
 }
 
-Result<std::string> resolve_device(const std::string& path, std::string* mountpoint) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) return error(errno);
-  if (S_ISREG(st.st_mode)) return path;
-  if (!S_ISDIR(st.st_mode)) return error(ENODEV);
-  char* real = realpath(path.c_str(), nullptr);
-  if (real == nullptr) return error(errno);
-  std::string want(real);
-  free(real);
+namespace {
+struct MountEntry {
+  std::string mountpoint, source;
+};
+// The FUSE mounts of /proc/self/mountinfo, in order.
+std::vector<MountEntry> fuse_mounts() {
+  std::vector<MountEntry> out;
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
-  std::string found;
   while (std::getline(in, line)) {
     // id parent maj:min root mountpoint options [optional...] - fstype source superopts
     std::istringstream ls(line);
@@ -101,15 +98,41 @@ Result<std::string> resolve_device(const std::string& path, std::string* mountpo
     size_t dash = 0;
     while (dash < f.size() && f[dash] != "-") dash++;
     if (f.size() < 5 || dash + 2 >= f.size()) continue;
-    if (unescape_mountinfo(f[4]) != want) continue;
     const std::string& fstype = f[dash + 1];
     if (fstype != "fuse" && fstype != "fuse.daxfs" && fstype != "fuseblk") continue;
-    found = unescape_mountinfo(f[dash + 2]);  // the last mount on top wins
+    out.push_back({unescape_mountinfo(f[4]), unescape_mountinfo(f[dash + 2])});
   }
+  return out;
+}
+}  // namespace
+
+Result<std::string> resolve_device(const std::string& path, std::string* mountpoint) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return error(errno);
+  if (S_ISREG(st.st_mode)) return path;
+  if (!S_ISDIR(st.st_mode)) return error(ENODEV);
+  char* real = realpath(path.c_str(), nullptr);
+  if (real == nullptr) return error(errno);
+  std::string want(real);
+  free(real);
+  std::string found;
+  for (const MountEntry& m : fuse_mounts())
+    if (m.mountpoint == want) found = m.source;  // the last mount on top wins
   if (found.empty()) return error(ENOTBLK);
   struct stat dst;
   if (stat(found.c_str(), &dst) != 0 || !S_ISREG(dst.st_mode)) return error(ENODEV);
   if (mountpoint) *mountpoint = want;
+  return found;
+}
+
+std::string mount_of_device(const std::string& device) {
+  char* real = realpath(device.c_str(), nullptr);
+  if (real == nullptr) return "";
+  std::string want(real);
+  free(real);
+  std::string found;
+  for (const MountEntry& m : fuse_mounts())
+    if (m.source == want) found = m.mountpoint;
   return found;
 }
 

@@ -8,5 +8,6 @@ namespace daxfs::cli {
 
 void register_poison_commands(CLI::App& app, int& status);
 void register_fs_commands(CLI::App& app, int& status);
+void register_reflink_commands(CLI::App& app, int& status);
 
 }  // namespace daxfs::cli

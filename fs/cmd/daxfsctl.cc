@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   int status = 0;
   daxfs::cli::register_poison_commands(app, status);
   daxfs::cli::register_fs_commands(app, status);
+  daxfs::cli::register_reflink_commands(app, status);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

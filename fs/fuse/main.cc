@@ -167,6 +167,7 @@ int main(int argc, char** argv) {
   daxfs::fuse::install_shutdown_hook(daemon);
   if (fuse_daemonize(a.foreground ? 1 : 0) != 0) die("cannot go into the background");
   (*fs)->start();
+  daemon.pages.start(se);  // after the fork: threads do not survive it
 
   // One thread serves requests by default: every handler is a short, non-blocking memory
   // operation, and on small machines the thread pool's hand-offs between workers cost more than
@@ -183,6 +184,7 @@ int main(int argc, char** argv) {
   // Unmount first: it releases the device, so no failure notice can shut the filesystem down
   // (and start an invalidator) once the session is going away.
   (*fs)->unmount();
+  daemon.pages.stop();
   if (daemon.invalidator.joinable()) daemon.invalidator.join();
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);

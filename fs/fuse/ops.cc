@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -350,7 +351,66 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
   });
 }
 
-void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_info*, unsigned flags,
+void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*, fuse_ino_t ino_out,
+                        off_t off_out, fuse_file_info*, size_t len, int flags) noexcept {
+  guarded(req, [&] {
+    if (flags != 0 || off_in < 0 || off_out < 0) return void(fuse_reply_err(req, EINVAL));
+    auto n = fs_of(req).copy_range(to_ino(req, ino_in), static_cast<uint64_t>(off_in), to_ino(req, ino_out),
+                                   static_cast<uint64_t>(off_out), len);
+    if (!n) return void(fuse_reply_err(req, n.error()));
+    fuse_reply_write(req, static_cast<size_t>(*n));
+  });
+}
+
+// After a remap changed a file under the kernel: its attributes now, its cached pages (page
+// cache mode only) from the invalidation worker.
+void remapped(fuse_req_t req, uint64_t ino) {
+  fuse_ino_t nodeid = to_nodeid(req, ino);
+  fuse_lowlevel_notify_inval_inode(daemon_of(req).se, nodeid, -1, 0);
+  if (!fs_of(req).is_dax(ino)) daemon_of(req).pages.queue(nodeid);
+}
+
+// Whether the caller may read (mask 4) or write (mask 2) a file: root, or the owner/group/other
+// permission bit that applies. FICLONE checks the open modes of its fds; a FUSE ioctl carries no
+// open flags, so the daemon checks what opening them would have required.
+bool may(fuse_req_t req, const struct stat& st, unsigned mask) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  if (ctx->uid == 0) return true;
+  if (ctx->uid == st.st_uid) return (st.st_mode >> 6) & mask;
+  if (ctx->gid == st.st_gid) return (st.st_mode >> 3) & mask;
+  return st.st_mode & mask;
+}
+
+void ioctl_remap(fuse_req_t req, uint64_t dst, fuse_file_info* fi, const void* in_buf, size_t in_size,
+                 bool dedupe) {
+  fs::Filesystem& fs = fs_of(req);
+  if (in_size < sizeof(daxfs_clone_range)) return void(fuse_reply_err(req, EINVAL));
+  daxfs_clone_range args;
+  memcpy(&args, in_buf, sizeof args);
+  (void)fi;
+  auto dst_st = fs.getattr(dst);
+  if (!dst_st) return void(fuse_reply_err(req, dst_st.error()));
+  if (!dedupe && !may(req, *dst_st, 2)) return void(fuse_reply_err(req, EACCES));
+  uint64_t src = args.src_ino == FUSE_ROOT_ID ? fs.root_ino() : args.src_ino;
+  auto st = fs.getattr(src);
+  if (!st || fs.generation(src) != args.src_generation) return void(fuse_reply_err(req, st ? ESTALE : EBADF));
+  if (!may(req, *st, 4)) return void(fuse_reply_err(req, EACCES));
+  if (dedupe) {
+    auto r = fs.dedupe_range(src, args.src_offset, dst, args.dest_offset, args.src_length);
+    if (!r) return void(fuse_reply_err(req, r.error()));
+    args.bytes = r->differs ? 0 : r->bytes;
+    args.status = r->differs ? 1 : 0;
+  } else {
+    auto r = fs.clone_range(src, args.src_offset, dst, args.dest_offset, args.src_length);
+    if (!r) return void(fuse_reply_err(req, r.error()));
+    args.bytes = *r;
+    args.status = 0;
+  }
+  if (!(dedupe && args.status)) remapped(req, dst);
+  fuse_reply_ioctl(req, 0, &args, sizeof args);
+}
+
+void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_info* fi, unsigned flags,
               const void* in_buf, size_t in_size, size_t out_size) noexcept {
   guarded(req, [&] {
     if (flags & FUSE_IOCTL_COMPAT) return void(fuse_reply_err(req, ENOTTY));
@@ -406,6 +466,46 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
         out.dax_mode = static_cast<uint64_t>(fs.options().dax);
         return void(fuse_reply_ioctl(req, 0, &out, sizeof out));
       }
+      case FS_IOC_GETVERSION: {
+        long generation = static_cast<long>(fs.generation(ino));
+        return void(fuse_reply_ioctl(req, 0, &generation, std::min(out_size, sizeof generation)));
+      }
+      case DAXFS_IOC_CLONE_RANGE:
+        return ioctl_remap(req, ino, fi, in_buf, in_size, false);
+      case DAXFS_IOC_DEDUPE_RANGE:
+        return ioctl_remap(req, ino, fi, in_buf, in_size, true);
+      case DAXFS_IOC_UNSHARE_RANGE: {
+        if (in_size < sizeof(daxfs_range)) return void(fuse_reply_err(req, EINVAL));
+        auto attr = fs.getattr(ino);
+        if (!attr) return void(fuse_reply_err(req, attr.error()));
+        if (!may(req, *attr, 2)) return void(fuse_reply_err(req, EACCES));
+        daxfs_range r;
+        memcpy(&r, in_buf, sizeof r);
+        Status st = fs.unshare_range(ino, r.offset, r.length);
+        if (!st) return void(fuse_reply_err(req, st.error()));
+        return void(fuse_reply_ioctl(req, 0, nullptr, 0));
+      }
+      case DAXFS_IOC_FIEMAP: {
+        if (in_size < sizeof(daxfs_fiemap) || out_size < sizeof(daxfs_fiemap)) return void(fuse_reply_err(req, EINVAL));
+        auto m = std::make_unique<daxfs_fiemap>();
+        memcpy(m.get(), in_buf, sizeof(daxfs_fiemap));
+        auto rows = fs.fiemap(ino, m->start, DAXFS_FIEMAP_MAX);
+        if (!rows) return void(fuse_reply_err(req, rows.error()));
+        m->count = rows->size();
+        for (size_t i = 0; i < rows->size(); i++)
+          m->extents[i] = {(*rows)[i].logical, (*rows)[i].physical, (*rows)[i].length, (*rows)[i].flags};
+        return void(fuse_reply_ioctl(req, 0, m.get(), sizeof(daxfs_fiemap)));
+      }
+      case DAXFS_IOC_FSMAP: {
+        if (in_size < sizeof(daxfs_fsmap) || out_size < sizeof(daxfs_fsmap)) return void(fuse_reply_err(req, EINVAL));
+        auto m = std::make_unique<daxfs_fsmap>();
+        memcpy(m.get(), in_buf, sizeof(daxfs_fsmap));
+        auto rows = fs.fsmap(m->start, m->end, m->skip, DAXFS_FSMAP_MAX);
+        m->count = rows.size();
+        for (size_t i = 0; i < rows.size(); i++)
+          m->rows[i] = {rows[i].physical, rows[i].length, rows[i].kind, rows[i].ino, rows[i].logical, rows[i].flags};
+        return void(fuse_reply_ioctl(req, 0, m.get(), sizeof(daxfs_fsmap)));
+      }
       case DAXFS_IOC_FILEINFO: {
         auto f = fs.file_info(ino);
         if (!f) return void(fuse_reply_err(req, f.error()));
@@ -425,6 +525,41 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
 }
 
 }  // namespace
+
+void Invalidator::start(fuse_session* se) {
+  se_ = se;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Invalidator::stop() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Invalidator::queue(fuse_ino_t nodeid) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    pending_.push_back(nodeid);
+  }
+  cv_.notify_all();
+}
+
+void Invalidator::run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    std::vector<fuse_ino_t> batch;
+    batch.swap(pending_);
+    lock.unlock();
+    for (fuse_ino_t n : batch) fuse_lowlevel_notify_inval_inode(se_, n, 0, 0);
+    lock.lock();
+    if (stopping_ && pending_.empty()) return;
+  }
+}
 
 void install_shutdown_hook(Daemon& daemon) {
   daemon.fs->set_shutdown_hook([&daemon] {
@@ -472,6 +607,7 @@ void assign_operations(fuse_lowlevel_ops& ops) {
   ops.fallocate = op_fallocate;
   ops.lseek = op_lseek;
   ops.ioctl = op_ioctl;
+  ops.copy_file_range = op_copy_file_range;
 }
 
 }  // namespace daxfs::fuse

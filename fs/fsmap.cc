@@ -1,0 +1,106 @@
+// Layout queries: a file's extents (fiemap) and the reverse map of the whole device (fsmap),
+// with sharing, unwritten and poison flags; and inode -> path for reports.
+#include <algorithm>
+
+#include "fs/daxfs_ioctl.h"
+#include "fs/filesystem.h"
+
+namespace daxfs::fs {
+
+Result<std::vector<Filesystem::MapRow>> Filesystem::fiemap(uint64_t ino, uint64_t start, size_t max) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  std::vector<MapRow> out;
+  uint64_t first = start / kBlockSize;
+  auto it = in->extents.upper_bound(first);
+  if (it != in->extents.begin() && std::prev(it)->first + std::prev(it)->second.length > first) --it;
+  for (; it != in->extents.end() && out.size() < max; ++it) {
+    uint64_t s = std::max(first, it->first), e = it->first + it->second.length;
+    uint64_t p = it->second.physical + (s - it->first);
+    // Split at sharing boundaries: XFS reports shared and private parts as separate extents.
+    rmap_.for_each_count(p, e - s, [&](uint64_t ps, uint64_t l, uint32_t c) {
+      if (out.size() >= max) return;
+      MapRow r{};
+      r.logical = (s + (ps - p)) * kBlockSize;
+      r.physical = ps * kBlockSize;
+      r.length = l * kBlockSize;
+      r.ino = ino;
+      r.kind = DAXFS_OWN_DATA;
+      r.flags = (c >= 2 ? DAXFS_EXTENT_SHARED : 0) | (it->second.unwritten() ? DAXFS_EXTENT_UNWRITTEN : 0) |
+                (dev_->poisoned(r.physical, r.length) ? DAXFS_EXTENT_POISONED : 0);
+      out.push_back(r);
+    });
+  }
+  return out;
+}
+
+std::vector<Filesystem::MapRow> Filesystem::fsmap(uint64_t start, uint64_t end, uint64_t skip, size_t max) {
+  std::shared_lock lock(mu_);
+  uint64_t first = start / kBlockSize;
+  uint64_t last = std::min<uint64_t>(end / kBlockSize + (end % kBlockSize != 0), sb_->block_count);
+  std::vector<MapRow> rows;
+  auto meta = [&](uint64_t b, uint64_t n, uint64_t kind, uint64_t ino) {
+    uint64_t s = std::max(b, first), e = std::min(b + n, last);
+    if (s < e) rows.push_back({s * kBlockSize, (e - s) * kBlockSize, kind, ino, 0, 0});
+  };
+  meta(0, 1, DAXFS_OWN_SUPER, 0);
+  meta(sb_->journal_start, sb_->journal_blocks, DAXFS_OWN_JOURNAL, 0);
+  std::vector<uint64_t> chunks;
+  for (auto& [ino, in] : inodes_) chunks.push_back(ino_block(ino));
+  for (uint64_t ino : free_inos_) chunks.push_back(ino_block(ino));
+  std::sort(chunks.begin(), chunks.end());
+  chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
+  for (uint64_t c : chunks) meta(c, 1, DAXFS_OWN_INODES, 0);
+  for (auto& [ino, in] : inodes_) {
+    for (uint64_t b : in->record_blocks) meta(b, 1, in->is_dir() ? DAXFS_OWN_DIRECTORY : DAXFS_OWN_EXTENT_MAP, ino);
+    if (in->is_symlink() && in->d.head) meta(in->d.head, 1, DAXFS_OWN_SYMLINK, ino);
+    if (in->d.xattr_block) meta(in->d.xattr_block, (in->d.xattr_length + kBlockSize - 1) / kBlockSize, DAXFS_OWN_XATTR, ino);
+  }
+  for (uint64_t b : refcounts_.blocks()) meta(b, 1, DAXFS_OWN_REFCOUNT, 0);
+  for (const BlockRange& r : alloc_.free_ranges()) meta(r.start, r.length, DAXFS_OWN_FREE, 0);
+  if (first < last) {
+    for (const RmapRange& r : rmap_.query(first, last - first)) {
+      for (const RmapOwner& o : r.owners) {
+        MapRow row{r.physical * kBlockSize, r.length * kBlockSize, DAXFS_OWN_DATA, o.ino, o.logical * kBlockSize,
+                   (r.owners.size() >= 2 ? DAXFS_EXTENT_SHARED : 0u) |
+                       ((o.flags & kExtentUnwritten) ? DAXFS_EXTENT_UNWRITTEN : 0u)};
+        rows.push_back(row);
+      }
+    }
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const MapRow& a, const MapRow& b) {
+    return a.physical != b.physical ? a.physical < b.physical : a.ino < b.ino;
+  });
+  std::vector<MapRow> out;
+  for (const MapRow& r : rows) {
+    if (r.physical == start && skip > 0) {
+      skip--;
+      continue;
+    }
+    if (out.size() == max) break;
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::unordered_map<uint64_t, std::string> Filesystem::paths() {
+  std::shared_lock lock(mu_);
+  std::unordered_map<uint64_t, std::string> out{{root_, "/"}};
+  std::vector<uint64_t> stack{root_};
+  while (!stack.empty()) {
+    uint64_t d = stack.back();
+    stack.pop_back();
+    const Inode& dir = *inodes_.at(d);
+    std::string prefix = d == root_ ? "/" : out[d] + "/";
+    for (const DirSlot& s : dir.slots) {
+      if (!s.ino || out.count(s.ino)) continue;  // a hard link: the first name found
+      out[s.ino] = prefix + s.name;
+      auto t = inodes_.find(s.ino);
+      if (t != inodes_.end() && t->second->is_dir()) stack.push_back(s.ino);
+    }
+  }
+  return out;
+}
+
+}  // namespace daxfs::fs

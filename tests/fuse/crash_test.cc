@@ -38,7 +38,8 @@ void log_line(int fd, const std::string& line) {
 
 // The workload: runs until the mount dies. Log: "pending-create NAME" before a file is created,
 // "file NAME GEN SIZE" after it is fully written and fsynced, "pending-rm NAME" before and
-// "rm NAME" after an unlink. A pending state may be found either way after a crash.
+// "rm NAME" after an unlink, "clone NAME SRC" after a fsynced copy_file_range clone of a logged
+// file. A pending state may be found either way after a crash.
 [[noreturn]] void workload(const std::string& mnt, const std::string& log, unsigned seed) {
   int lfd = open(log.c_str(), O_WRONLY | O_APPEND);
   std::mt19937 r(seed);
@@ -67,6 +68,43 @@ void log_line(int fd, const std::string& line) {
       close(fd);
       log_line(lfd, "file " + name + " " + std::to_string(gen) + " " + std::to_string(size));
       files.push_back(name);
+    } else if (op < 6 && r() % 2) {
+      // Reflink: copy_file_range shares the source's blocks; then CoW writes into a scratch
+      // clone must leave the (logged, checked) source intact.
+      size_t i = r() % files.size();
+      std::string src = files[i];
+      std::string name = "clones/c" + std::to_string(r() % 60);
+      mkdir((mnt + "/clones").c_str(), 0755);
+      log_line(lfd, "pending-create " + name);
+      int in = open((mnt + "/" + src).c_str(), O_RDONLY);
+      int out = open((mnt + "/" + name).c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+      if (in < 0 || out < 0) {
+        if (in >= 0) close(in);
+        if (out >= 0) close(out);
+        if (errno == EEXIST) continue;
+        _exit(0);
+      }
+      struct stat sb;
+      if (fstat(in, &sb) != 0) _exit(0);
+      for (off_t done = 0; done < sb.st_size;) {
+        ssize_t n = copy_file_range(in, nullptr, out, nullptr, static_cast<size_t>(sb.st_size - done), 0);
+        if (n <= 0) _exit(0);
+        done += n;
+      }
+      if (fsync(out) != 0) _exit(0);
+      close(in);
+      close(out);
+      log_line(lfd, "clone " + name + " " + src);
+      std::string cow = mnt + "/cow" + std::to_string(r() % 3);
+      unlink(cow.c_str());
+      in = open((mnt + "/" + src).c_str(), O_RDONLY);
+      out = open(cow.c_str(), O_CREAT | O_RDWR, 0644);
+      if (in < 0 || out < 0) _exit(0);
+      (void)!copy_file_range(in, nullptr, out, nullptr, static_cast<size_t>(sb.st_size), 0);
+      std::string junk(1 + r() % 9000, 'J');
+      (void)!pwrite(out, junk.data(), junk.size(), static_cast<off_t>(r() % (sb.st_size + 1)));
+      close(in);
+      close(out);
     } else if (op < 7) {
       size_t i = r() % files.size();
       std::string name = files[i];
@@ -95,9 +133,10 @@ void log_line(int fd, const std::string& line) {
 }
 
 struct Expect {
-  std::string state;  // "file", "pending-rm", "rm"
+  std::string state;  // "file", "pending-create", "pending-rm", "rm"
   uint64_t gen = 0;
   size_t size = 0;
+  std::string content_of;  // for clones: the file whose (name, gen) made the content
 };
 
 std::map<std::string, Expect> read_log(const std::string& log) {
@@ -108,8 +147,18 @@ std::map<std::string, Expect> read_log(const std::string& log) {
     std::istringstream ls(line);
     std::string what, name;
     ls >> what >> name;
+    if (what == "clone") {
+      // A clone's content is its source's at the time: copy the source's expectation.
+      std::string src;
+      ls >> src;
+      Expect copy = out[src];
+      out[name] = copy;
+      out[name].content_of = copy.content_of.empty() ? src : copy.content_of;
+      continue;
+    }
     Expect& e = out[name];
     e.state = what;
+    e.content_of.clear();
     if (what == "file") ls >> e.gen >> e.size;
   }
   return out;
@@ -155,7 +204,7 @@ TEST_CASE("SIGKILL of the daemon at random moments loses nothing that was acknow
         std::ifstream in(m.path(name), std::ios::binary);
         std::string data((std::istreambuf_iterator<char>(in)), {});
         CHECK(data.size() == e.size);
-        CHECK((data == content(name, e.gen, e.size)));
+        CHECK((data == content(e.content_of.empty() ? name : e.content_of, e.gen, e.size)));
       }
     }
     // Settle pending creations and removals so the next iteration's log stays exact.

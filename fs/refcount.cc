@@ -30,11 +30,12 @@ Status RefcountTable::sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t 
                            uint64_t& head, char* base, const BlockAllocator& alloc,
                            const std::function<void(void*, const void*, size_t)>& persist_copy) {
   uint64_t end = start + length;
-  // Widen to the records the range touches: they are rewritten whole.
+  // Widen to the records the range overlaps or touches: they are rewritten whole, so that
+  // neighbours with equal counts merge back into one record.
   auto it = map_.upper_bound(start);
-  if (it != map_.begin() && std::prev(it)->first + std::prev(it)->second.length > start) --it;
+  while (it != map_.begin() && std::prev(it)->first + std::prev(it)->second.length >= start) --it;
   std::vector<std::map<uint64_t, Record>::iterator> old;
-  for (; it != map_.end() && it->first < end; ++it) {
+  for (; it != map_.end() && it->first <= end; ++it) {
     old.push_back(it);
     start = std::min(start, it->first);
     end = std::max(end, it->first + it->second.length);

@@ -92,7 +92,9 @@ void register_fs_commands(CLI::App& app, int& status) {
                        {"bytes_read", c.bytes_read}, {"bytes_written", c.bytes_written},
                        {"blocks_allocated", c.blocks_allocated}, {"blocks_freed", c.blocks_freed},
                        {"poison_events", c.poison_events}, {"recovered_entries", c.recovered_entries},
-                       {"orphans_freed", c.orphans_freed}};
+                       {"orphans_freed", c.orphans_freed}, {"post_eof_trimmed", c.post_eof_trimmed},
+                       {"clones", c.clones}, {"dedupes", c.dedupes}, {"cow_blocks", c.cow_blocks},
+                       {"refcount_overflow_copies", c.refcount_overflow_copies}};
       j["inodes"] = c.inodes;
       j["size"] = c.total_blocks * 4096;
       j["free"] = c.free_blocks * 4096;

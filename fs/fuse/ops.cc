@@ -464,6 +464,8 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
         out.free_blocks = s.f_bfree, out.total_blocks = s.f_blocks;
         out.shutdown = fs.is_shut_down();
         out.dax_mode = static_cast<uint64_t>(fs.options().dax);
+        out.clones = c.clones, out.dedupes = c.dedupes, out.cow_blocks = c.cow_blocks;
+        out.refcount_overflow_copies = c.refcount_overflow_copies, out.post_eof_trimmed = c.post_eof_trimmed;
         return void(fuse_reply_ioctl(req, 0, &out, sizeof out));
       }
       case FS_IOC_GETVERSION: {

@@ -75,32 +75,47 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
 
 Result<uint64_t> Filesystem::remap_prep_locked(Inode& src, uint64_t src_off, Inode& dst, uint64_t dst_off,
                                                uint64_t length, bool dedupe, uint64_t* blocks) {
-  // generic_remap_file_range_prep() / generic_remap_checks().
+  // generic_remap_file_range_prep(), generic_remap_checks() and generic_remap_check_len() of
+  // fs/remap_range.c: clone may not shorten a request (FICLONERANGE), dedupe may
+  // (REMAP_FILE_DEDUP | REMAP_FILE_CAN_SHORTEN).
+  const bool can_shorten = dedupe;
+  *blocks = 0;
   if (src.is_dir() || dst.is_dir()) return error(EISDIR);
   if (!src.is_reg() || !dst.is_reg()) return error(EINVAL);
-  if (src_off % kBlockSize || dst_off % kBlockSize) return error(EINVAL);
   uint64_t size_in = src.d.size, size_out = dst.d.size;
-  if (length == 0) {
-    if (src_off >= size_in) return error(EINVAL);
+  if (length == 0) {  // zero-length dedupe does nothing; clone goes to the source's EOF
+    if (dedupe || src_off == size_in) return uint64_t{0};
+    if (src_off > size_in) return error(EINVAL);
     length = size_in - src_off;
   }
+  if (src_off % kBlockSize || dst_off % kBlockSize) return error(EINVAL);
   if (src_off > UINT64_MAX - length || dst_off > UINT64_MAX - length) return error(EINVAL);
   if (dedupe && (src_off >= size_in || src_off + length > size_in || dst_off >= size_out ||
                  dst_off + length > size_out))
     return error(EINVAL);
   if (src_off >= size_in) return error(EINVAL);
-  length = std::min(length, size_in - src_off);
-  if (dst_off + length > kMaxFileSize) return error(EFBIG);
+  uint64_t count = std::min(length, size_in - src_off);
+  if (dst_off >= kMaxFileSize) return error(EFBIG);  // generic_write_check_limits()
+  count = std::min(count, kMaxFileSize - dst_off);
   uint64_t bcount;
-  if (src_off + length == size_in && (!dedupe || dst_off + length == size_out)) {
-    bcount = (size_in + kBlockSize - 1) / kBlockSize * kBlockSize - src_off;  // up to src's EOF
+  if (src_off + count == size_in && (!dedupe || dst_off + count == size_out)) {
+    bcount = (size_in + kBlockSize - 1) / kBlockSize * kBlockSize - src_off;  // up to src's EOF block
   } else {
-    if (length % kBlockSize) return error(EINVAL);
-    bcount = length;
+    if (count % kBlockSize) {
+      if (!can_shorten) return error(EINVAL);
+      count = count / kBlockSize * kBlockSize;
+    }
+    bcount = count;
   }
   if (&src == &dst && dst_off + bcount > src_off && dst_off < src_off + bcount) return error(EINVAL);
-  *blocks = bcount / kBlockSize;
-  return length;
+  if (count != length && !can_shorten) return error(EINVAL);
+  // A partial EOF block may only land at or past the destination's EOF, never inside it.
+  if (count % kBlockSize && dst_off + count < size_out) {
+    if (!can_shorten) return error(EINVAL);
+    count = count / kBlockSize * kBlockSize;
+  }
+  *blocks = (count + kBlockSize - 1) / kBlockSize;
+  return count;
 }
 
 Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, Inode& dst, uint64_t dfirst,

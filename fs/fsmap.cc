@@ -20,16 +20,23 @@ Result<std::vector<Filesystem::MapRow>> Filesystem::fiemap(uint64_t ino, uint64_
     uint64_t p = it->second.physical + (s - it->first);
     // Split at sharing boundaries: XFS reports shared and private parts as separate extents.
     rmap_.for_each_count(p, e - s, [&](uint64_t ps, uint64_t l, uint32_t c) {
-      if (out.size() >= max) return;
-      MapRow r{};
-      r.logical = (s + (ps - p)) * kBlockSize;
-      r.physical = ps * kBlockSize;
-      r.length = l * kBlockSize;
-      r.ino = ino;
-      r.kind = DAXFS_OWN_DATA;
-      r.flags = (c >= 2 ? DAXFS_EXTENT_SHARED : 0) | (it->second.unwritten() ? DAXFS_EXTENT_UNWRITTEN : 0) |
-                (dev_->poisoned(r.physical, r.length) ? DAXFS_EXTENT_POISONED : 0);
-      out.push_back(r);
+      // ...and at poison boundaries (whole blocks), so that only bad blocks say "poisoned".
+      bool any_bad = dev_->poisoned(ps * kBlockSize, l * kBlockSize);
+      for (uint64_t b = ps; b < ps + l && out.size() < max;) {
+        bool bad = any_bad && dev_->poisoned(b * kBlockSize, kBlockSize);
+        uint64_t run = any_bad ? b + 1 : ps + l;
+        while (run < ps + l && dev_->poisoned(run * kBlockSize, kBlockSize) == bad) run++;
+        MapRow r{};
+        r.logical = (s + (b - p)) * kBlockSize;
+        r.physical = b * kBlockSize;
+        r.length = (run - b) * kBlockSize;
+        r.ino = ino;
+        r.kind = DAXFS_OWN_DATA;
+        r.flags = (c >= 2 ? DAXFS_EXTENT_SHARED : 0) | (it->second.unwritten() ? DAXFS_EXTENT_UNWRITTEN : 0) |
+                  (bad ? DAXFS_EXTENT_POISONED : 0);
+        out.push_back(r);
+        b = run;
+      }
     });
   }
   return out;

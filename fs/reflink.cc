@@ -14,40 +14,40 @@
 
 namespace daxfs::fs {
 
-uint64_t Filesystem::shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const {
-  uint64_t n = 0;
+namespace {
+// A mapped piece of a file: file blocks [logical, logical + length) on device blocks from
+// `physical`. Collected before remapping, which changes the extent map under an iterator.
+struct Piece {
+  uint64_t logical, physical, length;
+  uint32_t flags;
+};
+std::vector<Piece> pieces_of(const Inode& in, uint64_t first, uint64_t end) {
+  std::vector<Piece> out;
   auto it = in.extents.upper_bound(first);
   if (it != in.extents.begin()) --it;
   for (; it != in.extents.end() && it->first < end; ++it) {
     uint64_t s = std::max(first, it->first), e = std::min(end, it->first + it->second.length);
-    if (s >= e) continue;
-    rmap_.for_each_count(it->second.physical + (s - it->first), e - s,
-                         [&](uint64_t, uint64_t l, uint32_t c) { n += c >= 2 ? l : 0; });
+    if (s < e) out.push_back({s, it->second.physical + (s - it->first), e - s, it->second.flags});
   }
+  return out;
+}
+}  // namespace
+
+uint64_t Filesystem::shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const {
+  uint64_t n = 0;
+  for (const Piece& pc : pieces_of(in, first, end))
+    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t, uint64_t l, uint32_t c) { n += c >= 2 ? l : 0; });
   return n;
 }
 
 Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end,
                                          uint64_t skip_from, uint64_t skip_to) {
-  // The shared pieces of [first, end), collected first: remapping changes the map under us.
-  struct Piece {
-    uint64_t logical, physical, length;
-    uint32_t flags;
-  };
+  // The shared parts of the range's pieces.
   std::vector<Piece> pieces;
-  auto it = in.extents.upper_bound(first);
-  if (it != in.extents.begin()) --it;
-  for (; it != in.extents.end() && it->first < end; ++it) {
-    uint64_t s = std::max(first, it->first), e = std::min(end, it->first + it->second.length);
-    if (s >= e) continue;
-    uint64_t p = it->second.physical + (s - it->first);
-    uint64_t lstart = it->first;
-    uint32_t flags = it->second.flags;
-    rmap_.for_each_count(p, e - s, [&](uint64_t ps, uint64_t l, uint32_t c) {
-      if (c >= 2) pieces.push_back({s + (ps - p), ps, l, flags});
+  for (const Piece& pc : pieces_of(in, first, end))
+    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t ps, uint64_t l, uint32_t c) {
+      if (c >= 2) pieces.push_back({pc.logical + (ps - pc.physical), ps, l, pc.flags});
     });
-    (void)lstart;
-  }
   for (const Piece& pc : pieces) {
     for (uint64_t done = 0; done < pc.length;) {
       BlockRange r = TRY(alloc_locked(pc.length - done, 0));
@@ -123,17 +123,7 @@ Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, In
   // The destination's old blocks go first (released or dereferenced), then every source piece is
   // mapped again: holes stay holes, unwritten stays unwritten.
   TRY(unmap_batched_locked(txn, dst, dfirst, dfirst + n));
-  struct Piece {
-    uint64_t logical, physical, length;
-    uint32_t flags;
-  };
-  std::vector<Piece> pieces;
-  auto it = src.extents.upper_bound(sfirst);
-  if (it != src.extents.begin()) --it;
-  for (; it != src.extents.end() && it->first < sfirst + n; ++it) {
-    uint64_t s = std::max(sfirst, it->first), e = std::min(sfirst + n, it->first + it->second.length);
-    if (s < e) pieces.push_back({s, it->second.physical + (s - it->first), e - s, it->second.flags});
-  }
+  std::vector<Piece> pieces = pieces_of(src, sfirst, sfirst + n);
   for (const Piece& pc : pieces) {
     uint64_t at = dfirst + (pc.logical - sfirst);
     // At the maximum count a block is copied instead of shared (XFS does the same at MAXREFCOUNT).

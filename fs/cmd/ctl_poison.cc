@@ -1,7 +1,12 @@
 // daxfsctl inject-error | clear-error | list-errors: poison of the emulated device, as
 // `ndctl inject-error` / `ndctl clear-errors` / `ndctl list --media-errors` do for real pmem.
 // When a holder (a mounted daxfs) has the device, injection is a memory failure that it handles.
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <cstring>
+#include <optional>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -9,6 +14,7 @@
 
 #include "fs/cmd/cli_util.h"
 #include "fs/cmd/ctl_commands.h"
+#include "fs/daxfs_ioctl.h"
 #include "pmemdev/device.h"
 
 namespace daxfs::cli {
@@ -21,7 +27,36 @@ struct RangeArgs {
   std::string offset;
   std::string length = "512";
   bool json = false;
+  std::string file, file_offset;  // inject-error --file PATH --file-offset N
 };
+
+// The device byte offset of the block backing `file` at `file_offset` (through the daemon's
+// fiemap); nullopt (error printed) for a hole, an unwritten block or a file not on daxfs.
+std::optional<uint64_t> backing_block(const std::string& cmd, const std::string& file, uint64_t file_offset) {
+  int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    print_error(cmd, file + ": " + strerror(errno));
+    return std::nullopt;
+  }
+  auto m = std::make_unique<daxfs_fiemap>();
+  m->start = file_offset / 4096 * 4096;
+  int rc = ioctl(fd, DAXFS_IOC_FIEMAP, m.get());
+  int e = errno;
+  close(fd);
+  if (rc != 0) {
+    print_error(cmd, file + ": not on a daxfs mount (" + strerror(e) + ")");
+    return std::nullopt;
+  }
+  for (uint64_t i = 0; i < m->count; i++) {
+    const daxfs_extent& x = m->extents[i];
+    if (file_offset >= x.logical && file_offset < x.logical + x.length) {
+      if (x.flags & DAXFS_EXTENT_UNWRITTEN) break;
+      return (x.physical + (file_offset - x.logical)) / 4096 * 4096;
+    }
+  }
+  print_error(cmd, file + ": no written block backs file offset " + format_size(file_offset) + " (a hole or unwritten)");
+  return std::nullopt;
+}
 
 // The device and the validated byte range of a poison command; prints the error itself.
 struct Opened {
@@ -103,12 +138,37 @@ void add_range_options(CLI::App* sub, RangeArgs& a, bool offset_required) {
 void register_poison_commands(CLI::App& app, int& status) {
   auto inject = std::make_shared<RangeArgs>();
   auto* sub = app.add_subcommand("inject-error", "poison device bytes (ndctl inject-error)");
-  add_range_options(sub, *inject, true);
+  add_range_options(sub, *inject, false);
+  sub->add_option("--file", inject->file, "poison the block backing this file at --file-offset");
+  sub->add_option("--file-offset", inject->file_offset, "byte offset in --file");
   sub->add_flag("--json", inject->json, "print one JSON document");
   sub->callback([inject, &status] {
     const char* cmd = "inject-error";
     Opened o;
-    if (!open_range(cmd, *inject, o)) return void(status = 1);
+    RangeArgs args = *inject;
+    if (args.file.empty() != args.file_offset.empty()) {
+      print_error(cmd, "--file and --file-offset go together");
+      return void(status = 1);
+    }
+    if (!args.file.empty()) {
+      if (!args.offset.empty()) {
+        print_error(cmd, "give either --offset or --file with --file-offset");
+        return void(status = 1);
+      }
+      auto fo = parse_size(args.file_offset);
+      if (!fo) {
+        print_error(cmd, "invalid --file-offset '" + args.file_offset + "'");
+        return void(status = 1);
+      }
+      auto block = backing_block(cmd, args.file, *fo);
+      if (!block) return void(status = 1);
+      args.offset = std::to_string(*block);
+      args.length = "4096";
+    } else if (args.offset.empty()) {
+      print_error(cmd, "--offset (or --file with --file-offset) is required");
+      return void(status = 1);
+    }
+    if (!open_range(cmd, args, o)) return void(status = 1);
     bool held = o.device->held_elsewhere();
     auto seq = o.device->inject_error(o.offset, o.length);
     if (!seq) {

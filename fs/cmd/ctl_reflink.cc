@@ -83,19 +83,30 @@ int remap(const std::string& cmd, const RemapArgs& a, bool dedupe) {
     return 1;
   Fd src, dst;
   if (!open_file(cmd, a.src, O_RDONLY, src)) return 1;
-  if (!open_file(cmd, a.dst, dedupe ? O_RDONLY : (O_WRONLY | O_CREAT), dst)) return 1;
+  // reflink creates a missing destination, and removes it again if the clone fails: a failed
+  // command leaves nothing behind.
+  bool created = false;
+  if (!dedupe) {
+    dst.fd = open(a.dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    created = dst.fd >= 0;
+  }
+  if (!created && !open_file(cmd, a.dst, dedupe ? O_RDONLY : O_WRONLY, dst)) return 1;
+  auto fail = [&](const std::string& message) {
+    print_error(cmd, message);
+    if (created) unlink(a.dst.c_str());
+    return 1;
+  };
   struct stat ss, ds;
   fstat(src.fd, &ss);
   fstat(dst.fd, &ds);
-  if (ss.st_dev != ds.st_dev) {
-    print_error(cmd, a.src + " and " + a.dst + " are not on the same filesystem");
-    return 1;
-  }
+  if (ss.st_dev != ds.st_dev)
+    return fail(a.src + " and " + a.dst + " are not on the same filesystem (" + strerror(EXDEV) + ")");
   long generation = 0;
-  if (ioctl(src.fd, FS_IOC_GETVERSION, &generation) != 0) {
-    print_error(cmd, a.src + ": not on a daxfs mount (" + strerror(errno) + ")");
-    return 1;
-  }
+  if (ioctl(src.fd, FS_IOC_GETVERSION, &generation) != 0)
+    return fail(a.src + ": not on a daxfs mount (" + strerror(errno) + ")");
+  // Without --length, the whole source from --src-offset (FIDEDUPERANGE has no "to EOF" of its own).
+  if (dedupe && a.length.empty())
+    args.src_length = static_cast<uint64_t>(ss.st_size) > args.src_offset ? ss.st_size - args.src_offset : 0;
   args.src_ino = ss.st_ino;
   args.src_generation = static_cast<uint64_t>(generation);
   if (ioctl(dst.fd, dedupe ? DAXFS_IOC_DEDUPE_RANGE : DAXFS_IOC_CLONE_RANGE, &args) != 0) {
@@ -103,8 +114,7 @@ int remap(const std::string& cmd, const RemapArgs& a, bool dedupe) {
     std::string hint = e == EINVAL ? " (offsets must be block-aligned; so must the length unless the range "
                                      "ends at the source's EOF; ranges within one file must not overlap)"
                                    : "";
-    print_error(cmd, a.src + " -> " + a.dst + ": " + strerror(e) + hint);
-    return 1;
+    return fail(a.src + " -> " + a.dst + ": " + strerror(e) + hint);
   }
   if (dedupe && args.status == 1) {
     std::cout << "differs\n";
@@ -137,7 +147,8 @@ void register_reflink_commands(CLI::App& app, int& status) {
     sub->add_option("dst", a->dst, dedupe ? "destination file" : "destination file (created if missing)")->required();
     sub->add_option("--src-offset", a->src_offset, "bytes (block-aligned), default 0");
     sub->add_option("--dst-offset", a->dst_offset, "bytes (block-aligned), default 0");
-    sub->add_option("--length", a->length, "bytes; default (or 0): to the source's EOF");
+    sub->add_option("--length", a->length, dedupe ? "bytes; default: the rest of the source"
+                                                  : "bytes; default (or 0): to the source's EOF");
     sub->callback([a, dedupe, &status] { status = remap(dedupe ? "dedupe" : "reflink", *a, dedupe); });
   }
 

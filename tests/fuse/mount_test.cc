@@ -24,10 +24,6 @@
 using namespace daxfs::test;
 
 namespace {
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 void spit(const std::string& path, const std::string& data) {
   int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
   REQUIRE(fd >= 0);

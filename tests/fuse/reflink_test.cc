@@ -13,10 +13,6 @@
 using namespace daxfs::test;
 
 namespace {
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 void spit(const std::string& path, const std::string& data) {
   std::ofstream(path, std::ios::binary) << data;
 }

@@ -59,6 +59,11 @@ inline bool is_mounted(const std::string& mnt) {
   return false;
 }
 
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 class Mount {
  public:
   explicit Mount(const std::string& size = "64M", const std::string& options = "") {

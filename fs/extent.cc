@@ -159,21 +159,32 @@ Status Filesystem::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t en
 
 namespace daxfs::fs {
 
+uint64_t Filesystem::remap_chunk_blocks() const {
+  // Unmapping or mapping n blocks of shared data can rewrite up to n refcount records (counts
+  // alternating block by block): bound the blocks one transaction touches by the journal's size.
+  return std::max<uint64_t>(1, journal_->capacity() / 256);
+}
+
 Status Filesystem::unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end) {
   constexpr size_t kBatch = 4096;  // extents per transaction: far inside the journal
+  const uint64_t chunk = remap_chunk_blocks();
   while (first < end) {
     auto it = in.extents.lower_bound(end);
     size_t n = 0;
-    uint64_t start = end;
+    uint64_t start = end, blocks = 0;
     bool more = false;
     while (it != in.extents.begin()) {
       --it;
-      if (it->first + it->second.length <= first) break;
-      if (n == kBatch) {
+      uint64_t e_end = std::min(end, it->first + it->second.length);
+      if (e_end <= first) break;
+      uint64_t e_start = std::max(first, it->first);
+      if (n == kBatch || blocks + (e_end - e_start) > chunk) {
+        if (n == 0) start = std::max(e_start, e_end - chunk), n = 1;  // part of one big extent
         more = true;
         break;
       }
-      start = std::max(first, it->first);
+      start = e_start;
+      blocks += e_end - e_start;
       n++;
     }
     if (n == 0) return {};

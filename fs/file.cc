@@ -271,10 +271,12 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
       for (; it != in->extents.end() && it->first < zend; ++it) {
         uint64_t s = std::max(zfirst, it->first), e = std::min(zend, it->first + it->second.length);
         if (s >= e || it->second.unwritten()) continue;
-        Extent piece = it->second;
-        piece.physical += s - it->first;
-        piece.length = e - s;
-        written.push_back({s, piece});
+        for (uint64_t off = s; off < e; off += remap_chunk_blocks()) {  // bounded steps
+          Extent piece = it->second;
+          piece.physical += off - it->first;
+          piece.length = std::min(remap_chunk_blocks(), e - off);
+          written.push_back({off, piece});
+        }
       }
       for (auto& [s, piece] : written) {
         TRY(unmap_locked(txn, *in, s, s + piece.length, false));

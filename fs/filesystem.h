@@ -262,6 +262,8 @@ class Filesystem : public pmemdev::Holder {
   // Unmaps and frees [first, end), committing (with `in`) every 4096 extents from the end
   // backwards, so that any number of extents fits the journal; the last batch is left in `txn`.
   Status unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end);
+  // The most blocks one remapping step may cover so that its transaction fits the journal.
+  uint64_t remap_chunk_blocks() const;
   // Copies the part of [data_offset, data_offset + size) that falls in file blocks
   // [first, end) to the device blocks from `physical`; with zero_rest, zeroes the rest of those blocks.
   void copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset, const char* data,

@@ -152,6 +152,17 @@ class Loader {
     fs_.refcount_head_ = fs_.sb_->refcount_head;
     bool ok = true;
     std::string what;
+    if (!(fs_.sb_->features & kFeatureReflink)) {
+      // Without reflink nothing may be shared, and there are no refcounts.
+      if (fs_.sb_->refcount_head != 0) return corrupt("refcount records on a filesystem without reflink");
+      fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t, const std::vector<RmapOwner>& owners) {
+        if (ok && owners.size() > 1) {
+          ok = false;
+          what = "block " + std::to_string(start) + " is mapped twice on a filesystem without reflink";
+        }
+      });
+      if (!ok) return corrupt(what);
+    }
     fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>&) {
       if (ok && !fs_.alloc_.mark_used(start, length)) {
         ok = false;

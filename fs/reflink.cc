@@ -50,7 +50,7 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
     });
   for (const Piece& pc : pieces) {
     for (uint64_t done = 0; done < pc.length;) {
-      BlockRange r = TRY(alloc_locked(pc.length - done, 0));
+      BlockRange r = TRY(alloc_locked(std::min(pc.length - done, remap_chunk_blocks()), 0));
       uint64_t logical = pc.logical + done, old = pc.physical + done;
       if (!(pc.flags & kExtentUnwritten)) {
         // Copy the old data, except whole blocks the caller is about to overwrite anyway. The
@@ -123,7 +123,11 @@ Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, In
   // The destination's old blocks go first (released or dereferenced), then every source piece is
   // mapped again: holes stay holes, unwritten stays unwritten.
   TRY(unmap_batched_locked(txn, dst, dfirst, dfirst + n));
-  std::vector<Piece> pieces = pieces_of(src, sfirst, sfirst + n);
+  // Pieces no longer than a chunk: each step's refcount rewrite must fit the journal.
+  std::vector<Piece> pieces;
+  for (const Piece& pc : pieces_of(src, sfirst, sfirst + n))
+    for (uint64_t off = 0; off < pc.length; off += remap_chunk_blocks())
+      pieces.push_back({pc.logical + off, pc.physical + off, std::min(remap_chunk_blocks(), pc.length - off), pc.flags});
   for (const Piece& pc : pieces) {
     uint64_t at = dfirst + (pc.logical - sfirst);
     // At the maximum count a block is copied instead of shared (XFS does the same at MAXREFCOUNT).

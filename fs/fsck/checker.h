@@ -1,7 +1,8 @@
 // The filesystem checker: builds a model of everything the metadata on an Image references (inode
-// chunks, inodes, record-block chains, extents, directory entries, symlink targets, xattr blobs),
-// reports every broken invariant of the format and plans a repair for each one it can fix, as a
-// redo-journal transaction per repair. It never writes: the fsck driver commits the plan.
+// chunks, inodes, record-block chains, extents, directory entries, symlink targets, xattr blobs,
+// refcount records), reports every broken invariant of the format and plans a repair for each one
+// it can fix, as redo-journal transactions (usually one per repair; the refcount rebuild may take
+// several). It never writes: the fsck driver commits the plan.
 // Not thread-safe; one Checker per pass.
 #pragma once
 
@@ -14,9 +15,20 @@
 
 namespace daxfs::fsck {
 
+// Bytes written straight to the media, not through the journal.
+struct InPlaceWrite {
+  uint64_t offset;  // device byte offset
+  std::vector<char> bytes;
+};
+
 struct Fix {
-  size_t problem;  // index into CheckResult::problems
-  fs::Txn txn;     // the after-images that repair it, committed as one transaction
+  // Indices into CheckResult::problems: each is repaired once every fix naming it is committed.
+  std::vector<size_t> problems;
+  fs::Txn txn;  // the after-images, committed as one transaction
+  // Written and persisted just before `txn` commits: new blocks nothing references until `txn`
+  // links them (as the filesystem initialises a record block before linking it). Safe only in
+  // the state every earlier fix leaves: the driver skips it once an earlier fix failed.
+  std::vector<InPlaceWrite> prepare;
 };
 
 struct CheckResult {

@@ -1,17 +1,21 @@
 // The Checker behind check_filesystem() (private to fs/fsck). Its phases run in this order, each
 // on the model the earlier ones left, with every planned repair already applied to the model:
 //
-//   structure.cc  chunks -> inodes -> record-block chains -> symlink/xattr blobs -> extents
-//                 -> directory entries (every block claimed in one BlockMap as it is met)
+//   structure.cc  chunks -> inodes -> record-block chains -> symlink/xattr blobs -> (the
+//                 refcount chain, refcounts.cc) -> extents -> directory entries (every block
+//                 claimed in one BlockMap as it is met)
 //   xattrs.cc     xattr blobs: their syntax, and the POSIX ACLs in them
 //   names.cc      generations -> root -> entry targets and types -> one name per directory
 //                 -> reachability (loops, orphans, reconnection to /lost+found) -> link counts
 //                 and parents -> poisoned metadata (informational)
+//   refcounts.cc  then the refcount records against the extent maps, and their rebuild, after
+//                 every repair that changes mappings
 //   repair.cc     run(), and the helpers repairs share (blocks, inode slots, directory slots)
 //
 // Claim order decides who keeps a doubly-referenced block: metadata (chunks, then record blocks,
-// then symlink targets and xattr blobs) before file data, and inodes in ascending order, so the
-// later owner is the one that loses it.
+// then symlink targets and xattr blobs, then refcount blocks) before file data, and inodes in
+// ascending order, so the later owner is the one that loses it. On a reflink filesystem data
+// blocks may be claimed by any number of extents: the BlockMap keeps every mapping.
 #pragma once
 
 #include <sys/stat.h>
@@ -57,6 +61,7 @@ class Checker {
     std::vector<uint64_t> blocks;  // record blocks, chain order (head first)
     std::vector<Entry> entries;    // directories: the entries kept so far
     uint64_t data_blocks = 0;
+    std::vector<Range> mapped;     // regular files: the device blocks its kept extents map
     bool is_dir() const { return S_ISDIR(d.mode); }
     bool is_reg() const { return S_ISREG(d.mode); }
     bool is_symlink() const { return S_ISLNK(d.mode); }
@@ -71,6 +76,12 @@ class Checker {
   // xattrs.cc
   void check_xattrs(uint64_t ino, Node& n);
   void drop_xattrs(uint64_t ino, Node& n, const std::string& kind, const std::string& why);
+  // refcounts.cc
+  void claim_refcounts();
+  void check_refcounts();
+  void rebuild_refcounts(const BlockMap& live, const std::vector<size_t>& problems);
+  void collect_shared(const BlockMap& live);
+  // structure.cc
   void claim_extents();
   void claim_file_extents(uint64_t ino, Node& n);
   void load_dirents();
@@ -91,6 +102,7 @@ class Checker {
   // repair.cc
   size_t report(std::string kind, uint64_t ino, std::string detail, Severity severity = Severity::kError);
   void plan(size_t problem, fs::Txn txn);
+  void plan(const std::vector<size_t>& problems, fs::Txn txn, std::vector<InPlaceWrite> prepare = {});
   template <typename T>
   void plan_write(size_t problem, uint64_t offset, const T& value) {
     fs::Txn txn;
@@ -99,7 +111,7 @@ class Checker {
   }
   void drop_inode(uint64_t ino, Node& n, std::string kind, std::string detail, Severity severity = Severity::kError);
   void remove_entry(Entry& e, std::string kind, uint64_t ino, std::string detail);
-  std::optional<uint64_t> alloc_block();
+  std::optional<uint64_t> alloc_block(OwnerKind kind = OwnerKind::kRepair);
   std::optional<uint64_t> alloc_inode(fs::Txn& txn);
   std::optional<uint64_t> create_dir(fs::Txn& txn, uint64_t parent);
   bool add_entry(fs::Txn& txn, uint64_t dir_ino, Node& dir, const std::string& name, uint64_t target);
@@ -111,6 +123,7 @@ class Checker {
     return start >= data_start_ && start < limit_ && length > 0 && length <= limit_ - start;
   }
   bool block_ok(uint64_t b) const { return range_ok(b, 1); }
+  bool reflink() const { return (sb_.features & fs::kFeatureReflink) != 0; }
 
   const Image& img_;
   fs::SuperBlock sb_;  // as it will be once the planned repairs are committed
@@ -124,6 +137,17 @@ class Checker {
   std::unordered_set<uint64_t> fresh_blocks_;  // blocks repairs allocated: all slots free
   uint64_t alloc_cursor_;
   uint64_t root_ = 0;
+  // The refcount chain as claimed (chain order, head first) and its slots.
+  struct RefcountSlot {
+    uint64_t offset;  // device byte offset of the DiskRefcount
+    fs::DiskRefcount rec;
+    bool valid;  // inside the data area and overlapping no earlier record
+  };
+  std::vector<uint64_t> refcount_blocks_;
+  std::vector<RefcountSlot> refcount_slots_;  // records in use, chain order
+  std::vector<uint64_t> refcount_free_;       // offsets of free slots, chain order
+  std::vector<size_t> refcount_problems_;     // problems the rebuild of the records completes
+  std::vector<size_t> remap_problems_;        // repairs that take mappings away (a dropped file)
   CheckResult out_;
 };
 

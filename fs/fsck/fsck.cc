@@ -7,11 +7,14 @@
 //                                                                             check again
 #include "fs/fsck/fsck.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
 #include <memory>
 #include <new>
+#include <vector>
 
 #include "fs/fsck/checker.h"
 #include "fs/fsck/super.h"
@@ -132,15 +135,27 @@ class Run {
         return;
       }
       fs::Journal j(*dev_, sb_.journal_start, sb_.journal_blocks);
+      std::vector<bool> failed(cr.problems.size(), false);
+      bool any_failed = false;  // from here on, the state differs from the one fixes were planned on
       for (Fix& f : cr.fixes) {
-        if (f.txn.bytes() > j.capacity()) continue;  // left for the final report
-        if (j.commit(f.txn)) {
-          cr.problems[f.problem].repaired = true;
-          r_.modified = true;
+        // A fix that does not fit is left for the final report. In-place writes are safe only on
+        // the state the fix was planned on: after a failure, the block may still be in use.
+        bool ok = f.txn.bytes() <= j.capacity() && !(any_failed && !f.prepare.empty());
+        if (ok) {
+          for (const InPlaceWrite& w : f.prepare) write_in_place(w);
+          r_.modified |= !f.prepare.empty();
+          ok = static_cast<bool>(j.commit(f.txn));  // drains the in-place writes first
         }
+        r_.modified |= ok;
+        any_failed |= !ok;
+        if (!ok)
+          for (size_t p : f.problems) failed[p] = true;
       }
-      for (const Problem& p : cr.problems)
+      for (size_t i = 0; i < cr.problems.size(); i++) {
+        Problem& p = cr.problems[i];
+        p.repaired = p.fixable && !failed[i];
         if (p.repaired) add(p);
+      }
     }
   }
 
@@ -158,6 +173,17 @@ class Run {
     for (const Problem& p : r_.problems)
       if (p.severity == Severity::kError && !p.repaired) r_.clean = false;
     r_.exit_code = !r_.clean ? kExitUncorrected : r_.modified ? kExitCorrected : kExitClean;
+  }
+
+  // Bytes into a block nothing references yet (the checker allocated it), persisted before the
+  // commit that links it.
+  void write_in_place(const InPlaceWrite& w) {
+    if (w.offset > dev_->size() || w.bytes.size() > dev_->size() - w.offset) {
+      fprintf(stderr, "fsck.daxfs: BUG: an in-place write at %llu is outside the device\n",
+              static_cast<unsigned long long>(w.offset));
+      abort();
+    }
+    dev_->memcpy_persist(dev_->base() + w.offset, w.bytes.data(), w.bytes.size());
   }
 
   void add(const Problem& p) {

@@ -19,7 +19,7 @@ inline constexpr int kExitUsage = 16;
 
 enum class Mode {
   kCheck,   // -n: never writes the device
-  kRepair,  // -y: repairs everything it can, each repair one journal transaction
+  kRepair,  // -y: repairs everything it can, through the journal
 };
 
 struct Options {

@@ -2,8 +2,10 @@
 // the fsck driver, the report printers and the tests. Plain data; no thread-safety concerns.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace daxfs::fsck {
 
@@ -20,6 +22,16 @@ struct Problem {
   bool repaired = false;  // the repair was committed
 };
 
+// Data blocks mapped more than once (reflink) and who maps them: fsck's reverse map, as fsmap
+// would show it. `owners` are inodes, one per mapping (a file mapping the range twice is there
+// twice), ascending.
+struct SharedRange {
+  uint64_t start;
+  uint64_t length;
+  std::vector<uint64_t> owners;
+};
+inline constexpr size_t kMaxSharedRanges = 1000;  // listed in a report; the counts cover them all
+
 struct Stats {
   uint64_t inodes = 0;  // inodes in use
   uint64_t directories = 0;
@@ -29,6 +41,10 @@ struct Stats {
   uint64_t block_count = 0;
   uint64_t used_blocks = 0;  // superblock, journal and every referenced block
   uint64_t free_blocks = 0;
+  uint64_t shared_blocks = 0;     // data blocks mapped more than once
+  uint64_t refcount_records = 0;  // refcount records in use
+  std::vector<SharedRange> shared;  // the first kMaxSharedRanges shared ranges, in block order
+  bool shared_truncated = false;    // more shared ranges than `shared` lists
 };
 
 }  // namespace daxfs::fsck

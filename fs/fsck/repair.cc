@@ -39,6 +39,7 @@ CheckResult Checker::run() {
   check_inodes();
   claim_chains();
   claim_blobs();
+  claim_refcounts();  // metadata: before the data that may share a block with it loses
   claim_extents();
   load_dirents();
   note_generations();  // before any repair creates an inode, so the new one gets a fresh number
@@ -47,6 +48,7 @@ CheckResult Checker::run() {
   check_dir_links();
   check_connectivity();
   check_counts();
+  check_refcounts();  // after every repair that changes mappings
   check_poison();
   collect_stats();
   return std::move(out_);
@@ -62,9 +64,11 @@ size_t Checker::report(std::string kind, uint64_t ino, std::string detail, Sever
   return out_.problems.size() - 1;
 }
 
-void Checker::plan(size_t problem, fs::Txn txn) {
-  out_.problems[problem].fixable = true;
-  out_.fixes.push_back(Fix{problem, std::move(txn)});
+void Checker::plan(size_t problem, fs::Txn txn) { plan(std::vector<size_t>{problem}, std::move(txn)); }
+
+void Checker::plan(const std::vector<size_t>& problems, fs::Txn txn, std::vector<InPlaceWrite> prepare) {
+  for (size_t p : problems) out_.problems[p].fixable = true;
+  out_.fixes.push_back(Fix{problems, std::move(txn), std::move(prepare)});
 }
 
 Checker::Node* Checker::live(uint64_t ino) {
@@ -78,6 +82,7 @@ void Checker::drop_inode(uint64_t ino, Node& n, std::string kind, std::string de
   size_t p = report(std::move(kind), ino, std::move(detail), severity);
   plan_write(p, inode_offset(ino), fs::DiskInode{});
   n.dropped = true;
+  if (!n.mapped.empty()) remap_problems_.push_back(p);  // its blocks lose a reference each
 }
 
 void Checker::remove_entry(Entry& e, std::string kind, uint64_t dir, std::string detail) {
@@ -86,10 +91,10 @@ void Checker::remove_entry(Entry& e, std::string kind, uint64_t dir, std::string
   e.removed = true;
 }
 
-std::optional<uint64_t> Checker::alloc_block() {
+std::optional<uint64_t> Checker::alloc_block(OwnerKind kind) {
   auto b = map_.first_free(alloc_cursor_, limit_);
   if (!b) return std::nullopt;
-  map_.claim(*b, 1, {OwnerKind::kRepair, 0});
+  map_.claim(*b, 1, {kind, 0});
   alloc_cursor_ = *b + 1;
   fresh_blocks_.insert(*b);
   return b;

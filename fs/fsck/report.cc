@@ -34,7 +34,11 @@ std::string format_text(const Report& r) {
   }
   out << r.device << ": " << s.inodes << " inodes (" << s.directories << " directories, " << s.files << " files, "
       << s.symlinks << " symlinks, " << s.special << " special), " << s.used_blocks << "/" << s.block_count
-      << " blocks used: ";
+      << " blocks used";
+  if (s.shared_blocks > 0 || s.refcount_records > 0)
+    out << " (" << s.shared_blocks << " shared, " << s.refcount_records << " refcount record"
+        << (s.refcount_records == 1 ? "" : "s") << ")";
+  out << ": ";
   if (left > 0)
     out << left << " error" << (left == 1 ? "" : "s") << " left uncorrected";
   else if (fixed > 0)
@@ -68,6 +72,13 @@ nlohmann::json to_json(const Report& r) {
   j["block_count"] = r.stats.block_count;
   j["used_blocks"] = r.stats.used_blocks;
   j["free_blocks"] = r.stats.free_blocks;
+  j["shared_blocks"] = r.stats.shared_blocks;
+  j["refcount_records"] = r.stats.refcount_records;
+  nlohmann::json shared = nlohmann::json::array();
+  for (const SharedRange& sr : r.stats.shared)
+    shared.push_back({{"start", sr.start}, {"length", sr.length}, {"count", sr.owners.size()}, {"owners", sr.owners}});
+  j["shared"] = std::move(shared);
+  j["shared_truncated"] = r.stats.shared_truncated;
   j["passes"] = r.passes;
   j["modified"] = r.modified;
   if (!r.error.empty()) j["error"] = r.error;

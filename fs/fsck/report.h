@@ -13,7 +13,9 @@ namespace daxfs::fsck {
 std::string format_text(const Report& report);
 // {"device", "mode", "clean", "exit", "problems": [{"kind", "inode", "detail", "severity",
 //  "repaired"}], "inodes", "directories", "files", "symlinks", "special", "block_count",
-//  "used_blocks", "free_blocks", "passes", "modified", "error" (only on an exit 8)}.
+//  "used_blocks", "free_blocks", "shared_blocks", "refcount_records", "shared": [{"start",
+//  "length", "count", "owners"}], "shared_truncated", "passes", "modified", "error" (only on an
+//  exit 8)}.
 nlohmann::json to_json(const Report& report);
 
 }  // namespace daxfs::fsck

@@ -220,11 +220,15 @@ void Checker::claim_file_extents(uint64_t ino, Node& n) {
         e.flags &= fs::kExtentUnwritten;
         plan_write(p, off + offsetof(fs::DiskExtent, flags), e.flags);
       }
-      std::vector<Range> parts = map_.unowned(e.physical, e.length);
+      // Reflink: a data block may be mapped by any number of extents (the refcount records say
+      // how many; refcounts.cc checks them). Without it, or against metadata, the block belongs
+      // to whoever claimed it first.
+      Sharing sharing = reflink() ? Sharing::kData : Sharing::kExclusive;
+      std::vector<Range> parts = map_.unowned(e.physical, e.length, sharing);
       if (parts.size() != 1 || parts[0].length != e.length) {
         // The block belongs to someone claimed earlier: this file gives it up, keeping the rest
         // of the extent (in its record and, when the rest is split, in free records).
-        auto owner = map_.find(e.physical, e.length);
+        auto owner = map_.find(e.physical, e.length, sharing);
         fs::Txn txn;
         std::string lost;
         std::vector<Range> kept;
@@ -250,12 +254,14 @@ void Checker::claim_file_extents(uint64_t ino, Node& n) {
         if (!lost.empty()) detail += " (except, for lack of free records, blocks" + lost + ")";
         plan(report("duplicate_block", ino, detail), std::move(txn));
         for (const Range& r : kept) {
-          map_.claim(r.start, r.length, {OwnerKind::kData, ino});
+          map_.claim(r.start, r.length, {OwnerKind::kData, ino}, sharing);
           n.data_blocks += r.length;
+          n.mapped.push_back(r);
         }
       } else {
-        map_.claim(e.physical, e.length, {OwnerKind::kData, ino});
+        map_.claim(e.physical, e.length, {OwnerKind::kData, ino}, sharing);
         n.data_blocks += e.length;
+        n.mapped.push_back({e.physical, e.length});
       }
       logical.emplace(e.logical, e.logical + e.length);
       max_end = std::max(max_end, e.logical + e.length);

@@ -19,14 +19,14 @@ namespace daxfs::test {
 
 class FsckFixture {
  public:
-  explicit FsckFixture(uint64_t size = 32ULL << 20) {
+  explicit FsckFixture(uint64_t size = 32ULL << 20, const fs::FormatOptions& format = {}) {
     path_ = dir_.file("pmem0");
     pmemdev::OpenOptions o;
     o.create = pmemdev::Create::kYes;
     o.size = size;
     auto d = pmemdev::Device::open(path_, o);
     REQUIRE(d);
-    REQUIRE(fs::format(**d, {}));
+    REQUIRE(fs::format(**d, format));
   }
   const std::string& path() const { return path_; }
 

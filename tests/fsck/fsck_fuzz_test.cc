@@ -24,6 +24,20 @@ void populate(fs::Filesystem& f) {
     if (i % 7 == 0) REQUIRE(f.setxattr(st->st_ino, "user.n", std::to_string(i), 0));
     if (i % 9 == 0) REQUIRE(f.link(st->st_ino, root, "link" + std::to_string(i)));
   }
+  // Shared blocks (a refcount chain and its records): whole clones, a partial one, and a file
+  // sharing with itself.
+  std::vector<uint64_t> files;
+  REQUIRE(f.readdir(root, 0, [&](const fs::DirEntry& e) {
+    if (e.name.rfind("file", 0) == 0) files.push_back(e.ino);
+    return true;
+  }));
+  auto clone = [&](uint64_t src, uint64_t dst, uint64_t dst_off, uint64_t max_blocks) {
+    uint64_t blocks = std::min<uint64_t>(max_blocks, static_cast<uint64_t>(f.getattr(src)->st_size) / fs::kBlockSize);
+    if (blocks > 0) REQUIRE(f.clone_range(src, 0, dst, dst_off, blocks * fs::kBlockSize));  // whole blocks only
+  };
+  for (size_t i = 0; i + 1 < files.size(); i += 4) clone(files[i], files[i + 1], 0, 64);
+  clone(files[2], files[2], 1 << 20, 1);
+  clone(files[3], files[6], 4 * fs::kBlockSize, 1);
   REQUIRE(f.symlink(dirs[1], "sym", "../file1", cred));
   REQUIRE(f.mknod(dirs[2], "fifo", S_IFIFO | 0600, 0, cred));
 }
@@ -92,8 +106,12 @@ void round(FsckFixture& fx, const std::string& pristine, uint64_t seed, int max_
   int sprays = 1 + static_cast<int>(rng() % static_cast<uint64_t>(max_sprays));
   for (int s = 0; s < sprays; s++) {
     // Mostly the low data area, where the chunks, record blocks and blobs live; now and then
-    // the superblock or the journal header.
-    uint64_t block = rng() % 20 == 0 ? (rng() % 2 ? 0 : sb.journal_start) : data_start + rng() % 96;
+    // the superblock, the journal header or the refcount block.
+    uint64_t block = data_start + rng() % 96;
+    if (rng() % 20 == 0)
+      block = rng() % 2 ? 0 : sb.journal_start;
+    else if (rng() % 12 == 0)
+      block = sb.refcount_head;
     uint64_t at = block * fs::kBlockSize + (rng() % fs::kBlockSize & ~uint64_t{7});
     uint64_t room = (block + 1) * fs::kBlockSize - at;
     if (rng() % 2) {
@@ -130,6 +148,9 @@ void fuzz(uint64_t first_seed, uint64_t rounds, int max_sprays) {
     auto f = fx.mount();
     populate(*f);
   }
+  auto pristine_check = fx.check();
+  REQUIRE(pristine_check.exit_code == fsck::kExitClean);
+  REQUIRE(pristine_check.stats.shared_blocks > 0);
   const std::string pristine = fx.media();
   Outcome out;
   for (uint64_t seed = first_seed; seed < first_seed + rounds; seed++) round(fx, pristine, seed, max_sprays, out);

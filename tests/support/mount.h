@@ -106,9 +106,19 @@ class Mount {
   // Clean unmount; waits for the daemon to exit.
   void stop() {
     if (pid_ <= 0) return;
-    if (is_mounted(mnt_)) umount2(mnt_.c_str(), 0) == 0 || umount2(mnt_.c_str(), MNT_DETACH);
+    if (umount2(mnt_.c_str(), 0) != 0) umount2(mnt_.c_str(), MNT_DETACH);
+    // The daemon exits once unmounted; one that does not within 5 s is killed, never left behind.
     int st;
+    for (int i = 0; i < 500; i++) {
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    kill(pid_, SIGKILL);
     waitpid(pid_, &st, 0);
+    umount2(mnt_.c_str(), MNT_DETACH);
     pid_ = -1;
   }
   // SIGKILLs the daemon (a crash) and detaches the dead mount.

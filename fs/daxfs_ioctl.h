@@ -41,8 +41,11 @@ struct daxfs_fileinfo {
 
 /* Reflink (the FUSE kernel forwards neither FICLONERANGE nor FIDEDUPERANGE). Issued on the
  * destination file, naming the source by inode number (st_ino) and generation
- * (FS_IOC_GETVERSION on the source): both must name a live file of the same mount, and the
- * caller must be allowed to read it (owner/group/other read bit, or root). */
+ * (FS_IOC_GETVERSION on the source): both must name a live file of the same mount. Since no fd
+ * proves the caller could open the source, the daemon checks what opening it by its path would:
+ * search permission on each directory up to the root and read permission on the file (EBADF
+ * otherwise, as for an unknown or stale inode; root passes). The destination needs write
+ * permission (dedupe: write permission or ownership), as the fd the ioctl is issued on would. */
 struct daxfs_clone_range {
   uint64_t src_ino;
   uint64_t src_generation;

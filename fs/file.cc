@@ -55,29 +55,23 @@ void Filesystem::copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64
   if (de > ds) dev_->memcpy_nodrain(dst + (ds - bstart), data + (ds - data_offset), de - ds);
 }
 
-Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char* out) {
-  std::shared_lock lock(mu_);
-  TRY(check_alive());
-  Inode* in = TRY(find(ino));
-  if (in->is_dir()) return error(EISDIR);
-  if (!in->is_reg()) return error(EINVAL);
-  if (offset >= in->d.size || size == 0) return size_t{0};
-  size_t n = static_cast<size_t>(std::min<uint64_t>(size, in->d.size - offset));
-  uint64_t pos = offset, end = offset + n;
-  while (pos < end) {
-    uint64_t block = pos / kBlockSize;
-    auto it = in->extents.upper_bound(block);
-    uint64_t run_end;
-    const Extent* e = nullptr;
-    uint64_t estart = 0;
-    if (it != in->extents.begin()) {
-      auto prev = std::prev(it);
-      if (prev->first + prev->second.length > block) e = &prev->second, estart = prev->first;
-    }
+void Filesystem::strip_setid(Inode& in) {
+  // should_remove_suid(): setuid always; setgid only with group execute (else it is mandatory
+  // locking's marker, which Linux leaves alone).
+  in.d.mode &= ~static_cast<uint32_t>(S_ISUID);
+  if ((in.d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) in.d.mode &= ~static_cast<uint32_t>(S_ISGID);
+}
+
+Status Filesystem::read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const {
+  for (uint64_t pos = offset, end = offset + n; pos < end;) {
+    uint64_t block = pos / kBlockSize, estart = 0;
+    const Extent* e = extent_at(in, block, &estart);
+    uint64_t run_end = end;
     if (e) {
       run_end = std::min(end, (estart + e->length) * kBlockSize);
     } else {
-      run_end = it == in->extents.end() ? end : std::min(end, it->first * kBlockSize);
+      auto next = in.extents.upper_bound(block);
+      if (next != in.extents.end()) run_end = std::min(end, next->first * kBlockSize);
     }
     if (e && !e->unwritten()) {
       uint64_t dev_off = (e->physical + (block - estart)) * kBlockSize + pos % kBlockSize;
@@ -88,6 +82,18 @@ Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char
     }
     pos = run_end;
   }
+  return {};
+}
+
+Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char* out) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(find(ino));
+  if (in->is_dir()) return error(EISDIR);
+  if (!in->is_reg()) return error(EINVAL);
+  if (offset >= in->d.size || size == 0) return size_t{0};
+  size_t n = static_cast<size_t>(std::min<uint64_t>(size, in->d.size - offset));
+  TRY(read_range_locked(*in, offset, n, out));
   counters_.reads++;
   counters_.bytes_read += n;
   return n;
@@ -159,12 +165,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
     }
   }
   if (offset + size > in->d.size) in->d.size = offset + size;
-  if (kill_priv == KillPriv::kYes) {
-    // should_remove_suid(): setuid always; setgid only with group execute (else it is mandatory
-    // locking's marker, which Linux leaves alone).
-    in->d.mode &= ~static_cast<uint32_t>(S_ISUID);
-    if ((in->d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) in->d.mode &= ~static_cast<uint32_t>(S_ISGID);
-  }
+  if (kill_priv == KillPriv::kYes) strip_setid(*in);
   touch(*in, true, true);
   store_inode(txn, *in);
   TRY(commit_locked(txn));  // drains the data copied above before the commit record

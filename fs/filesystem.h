@@ -130,7 +130,8 @@ class Filesystem : public pmemdev::Holder {
   // Reflink (reflink.cc). clone_range: FICLONERANGE semantics (length 0: to the source's EOF);
   // returns the bytes remapped. dedupe_range: FIDEDUPERANGE; shares only identical ranges.
   // unshare_range: FALLOC_FL_UNSHARE_RANGE. copy_range: copy_file_range(2), sharing what it can.
-  Result<uint64_t> clone_range(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t length);
+  Result<uint64_t> clone_range(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t length,
+                               KillPriv kill_priv = KillPriv::kNo);
   struct DedupeResult {
     uint64_t bytes;
     bool differs;
@@ -150,6 +151,13 @@ class Filesystem : public pmemdev::Holder {
   // The device's rows in [start, end), data rows once per owner, after skipping `skip` rows
   // that start exactly at `start`.
   std::vector<MapRow> fsmap(uint64_t start, uint64_t end, uint64_t skip, size_t max);
+  // What opening `ino` by a path checks: the inode, then each directory up to the root (by the
+  // first name found). Empty when no name reaches it.
+  struct AccessStep {
+    uint32_t mode, uid, gid;
+    bool acl;  // has an access ACL (which the caller's check does not evaluate)
+  };
+  std::vector<AccessStep> access_path(uint64_t ino);
   // Every live inode's path (the first name found for hard links).
   std::unordered_map<uint64_t, std::string> paths();
 
@@ -272,6 +280,8 @@ class Filesystem : public pmemdev::Holder {
   // Files (file.cc).
   // The extent holding file block `block` (its logical start in *start), or nullptr for a hole.
   const Extent* extent_at(const Inode& in, uint64_t block, uint64_t* start) const;
+  // Copies file bytes [offset, offset + n) (within EOF) to `out`; EIO on poison.
+  Status read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const;
   // Zeroes the written bytes of [from, to) in place, persisted (shared blocks copied first).
   Status zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to);
   Status truncate_locked(Inode& in, uint64_t size, Txn& txn);
@@ -281,6 +291,10 @@ class Filesystem : public pmemdev::Holder {
 
   // Reflink (reflink.cc).
   uint64_t shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const;
+  // Blocks of the source range at the reference-count ceiling (a clone copies them); sets
+  // *poisoned when one of them holds poison.
+  uint64_t ceiling_blocks_locked(const Inode& src, uint64_t first, uint64_t end, bool* poisoned) const;
+  static void strip_setid(Inode& in);
   // Gives the shared blocks of file blocks [first, end) private copies (CoW). Whole blocks inside
   // the byte range [skip_from, skip_to) are not copied: the caller overwrites them.
   Status unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint64_t skip_from,

@@ -91,6 +91,38 @@ std::vector<Filesystem::MapRow> Filesystem::fsmap(uint64_t start, uint64_t end, 
   return out;
 }
 
+std::vector<Filesystem::AccessStep> Filesystem::access_path(uint64_t ino) {
+  std::shared_lock lock(mu_);
+  std::vector<AccessStep> out;
+  auto self = find(ino);
+  if (!self) return out;
+  auto step = [](const Inode& in) {
+    return AccessStep{in.d.mode, in.d.uid, in.d.gid, in.xattrs.count("system.posix_acl_access") > 0};
+  };
+  out.push_back(step(**self));
+  // One directory naming it (the first found; a hard link elsewhere is not considered), then up.
+  const Inode* dir = nullptr;
+  if ((*self)->is_dir()) {
+    auto p = find((*self)->d.parent);
+    if (p && ino != root_) dir = *p;
+  } else {
+    for (auto& [dino, d] : inodes_) {
+      if (!d->is_dir()) continue;
+      for (const DirSlot& slot : d->slots)
+        if (slot.ino == ino) dir = d.get();
+      if (dir) break;
+    }
+    if (!dir) return {};  // unlinked: nobody reaches it by a path
+  }
+  for (size_t depth = 0; dir && depth <= inodes_.size(); depth++) {
+    out.push_back(step(*dir));
+    if (dir->ino == root_) break;
+    auto p = find(dir->d.parent);
+    dir = p ? *p : nullptr;
+  }
+  return out;
+}
+
 std::unordered_map<uint64_t, std::string> Filesystem::paths() {
   std::shared_lock lock(mu_);
   std::unordered_map<uint64_t, std::string> out{{root_, "/"}};

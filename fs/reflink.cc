@@ -48,6 +48,13 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
     rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t ps, uint64_t l, uint32_t c) {
       if (c >= 2) pieces.push_back({pc.logical + (ps - pc.physical), ps, l, pc.flags});
     });
+  // Poison in a block to be copied fails the operation before anything changes.
+  for (const Piece& pc : pieces)
+    if (!(pc.flags & kExtentUnwritten) && dev_->poisoned(pc.physical * kBlockSize, pc.length * kBlockSize))
+      return error(EIO);
+  // Skipped blocks hold no data until the caller writes them: no intermediate commit may make
+  // them reachable before that (callers that skip touch at most a write's 1 MiB).
+  const bool skipping = skip_from < skip_to;
   for (const Piece& pc : pieces) {
     for (uint64_t done = 0; done < pc.length;) {
       BlockRange r = TRY(alloc_locked(std::min(pc.length - done, remap_chunk_blocks()), 0));
@@ -58,7 +65,6 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
         for (uint64_t b = 0; b < r.length; b++) {
           uint64_t fb = (logical + b) * kBlockSize;
           if (fb >= skip_from && fb + kBlockSize <= skip_to) continue;
-          if (dev_->poisoned((old + b) * kBlockSize, kBlockSize)) return error(EIO);
           dev_->memcpy_nodrain(dev_->base() + (r.start + b) * kBlockSize, dev_->base() + (old + b) * kBlockSize,
                                kBlockSize);
         }
@@ -67,7 +73,7 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
       TRY(map_locked(txn, in, logical, r.start, r.length, pc.flags));
       counters_.cow_blocks += r.length;
       done += r.length;
-      TRY(commit_if_large_locked(txn, in));
+      if (!skipping) TRY(commit_if_large_locked(txn, in));
     }
   }
   return {};
@@ -151,8 +157,19 @@ Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, In
   return {};
 }
 
+uint64_t Filesystem::ceiling_blocks_locked(const Inode& src, uint64_t first, uint64_t end, bool* poisoned) const {
+  uint64_t n = 0;
+  for (const Piece& pc : pieces_of(src, first, end))
+    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t s, uint64_t l, uint32_t c) {
+      if (c < kMaxRefcount) return;
+      n += l;
+      if (!(pc.flags & kExtentUnwritten) && dev_->poisoned(s * kBlockSize, l * kBlockSize)) *poisoned = true;
+    });
+  return n;
+}
+
 Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
-                                         uint64_t length) {
+                                         uint64_t length, KillPriv kill_priv) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
   if (!(sb_->features & kFeatureReflink)) return error(EOPNOTSUPP);
@@ -162,12 +179,18 @@ Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uin
   uint64_t count = TRY(remap_prep_locked(*src, src_off, *dst, dst_off, length, false, &blocks));
   if (blocks == 0) return uint64_t{0};
   uint64_t sfirst = src_off / kBlockSize, dfirst = dst_off / kBlockSize;
-  TRY(reserve_locked(src->extents.size() / kExtentsPerBlock + 2 * src->extents.size() / kRefcountsPerBlock + 8));
+  // Blocks at the count ceiling are copied: reserve them, and refuse poison before any change.
+  bool poisoned = false;
+  uint64_t copies = ceiling_blocks_locked(*src, sfirst, sfirst + blocks, &poisoned);
+  if (poisoned) return error(EIO);
+  TRY(reserve_locked(copies + src->extents.size() / kExtentsPerBlock +
+                     2 * src->extents.size() / kRefcountsPerBlock + 8));
   Txn txn;
   DirtyGuard guard(*this, txn);
   if (dst_off > dst->d.size) TRY(zero_tail_locked(txn, *dst, dst->d.size));
   TRY(clone_blocks_locked(txn, *src, sfirst, *dst, dfirst, blocks));
   if (dst_off + count > dst->d.size) dst->d.size = dst_off + count;
+  if (kill_priv == KillPriv::kYes) strip_setid(*dst);
   touch(*dst, true, true);
   store_inode(txn, *dst);
   TRY(commit_locked(txn));
@@ -188,39 +211,21 @@ Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint
   if (blocks == 0) return out;
   // Compare what the two ranges read (holes and unwritten as zeros), a chunk at a time.
   std::vector<char> a(1 << 20), b(1 << 20);
-  auto read_locked = [&](Inode& in, uint64_t off, size_t n, char* buf) -> Status {
-    for (uint64_t pos = off; pos < off + n;) {
-      uint64_t block = pos / kBlockSize, estart = 0;
-      const Extent* e = extent_at(in, block, &estart);
-      uint64_t run_end = off + n;
-      if (e) {
-        run_end = std::min(run_end, (estart + e->length) * kBlockSize);
-      } else {
-        auto next = in.extents.upper_bound(block);
-        if (next != in.extents.end()) run_end = std::min(run_end, next->first * kBlockSize);
-      }
-      if (e && !e->unwritten()) {
-        uint64_t dev_off = (e->physical + (block - estart)) * kBlockSize + pos % kBlockSize;
-        if (dev_->poisoned(dev_off, run_end - pos)) return error(EIO);
-        memcpy(buf + (pos - off), dev_->base() + dev_off, run_end - pos);
-      } else {
-        memset(buf + (pos - off), 0, run_end - pos);
-      }
-      pos = run_end;
-    }
-    return {};
-  };
   for (uint64_t done = 0; done < count;) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(a.size(), count - done));
-    TRY(read_locked(*src, src_off + done, n, a.data()));
-    TRY(read_locked(*dst, dst_off + done, n, b.data()));
+    TRY(read_range_locked(*src, src_off + done, n, a.data()));
+    TRY(read_range_locked(*dst, dst_off + done, n, b.data()));
     if (memcmp(a.data(), b.data(), n) != 0) {
       out.differs = true;
       return out;
     }
     done += n;
   }
-  TRY(reserve_locked(src->extents.size() / kExtentsPerBlock + 2 * src->extents.size() / kRefcountsPerBlock + 8));
+  bool poisoned = false;
+  uint64_t copies = ceiling_blocks_locked(*src, src_off / kBlockSize, src_off / kBlockSize + blocks, &poisoned);
+  if (poisoned) return error(EIO);
+  TRY(reserve_locked(copies + src->extents.size() / kExtentsPerBlock +
+                     2 * src->extents.size() / kRefcountsPerBlock + 8));
   Txn txn;
   DirtyGuard guard(*this, txn);
   TRY(clone_blocks_locked(txn, *src, src_off / kBlockSize, *dst, dst_off / kBlockSize, blocks));

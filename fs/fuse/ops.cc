@@ -381,6 +381,33 @@ bool may(fuse_req_t req, const struct stat& st, unsigned mask) {
   return st.st_mode & mask;
 }
 
+// The caller's permission along `path` (file first, then its directories): read on the file,
+// search on each directory, by owner/group/other bits with the caller's supplementary groups.
+// An access ACL is not evaluated here: only its owner passes such a step.
+bool may_open_by_path(fuse_req_t req, const std::vector<fs::Filesystem::AccessStep>& path) {
+  if (path.empty()) return false;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  gid_t groups[256];
+  int n = fuse_req_getgroups(req, 256, groups);
+  auto in_group = [&](uint32_t gid) {
+    if (gid == ctx->gid) return true;
+    for (int i = 0; i < std::min(n, 256); i++)
+      if (groups[i] == gid) return true;
+    return false;
+  };
+  for (size_t i = 0; i < path.size(); i++) {
+    const auto& s = path[i];
+    unsigned mask = i == 0 ? 4 : 1;  // read the file, search the directories
+    bool ok;
+    if (ctx->uid == s.uid) ok = (s.mode >> 6) & mask;
+    else if (s.acl) ok = false;
+    else if (in_group(s.gid)) ok = (s.mode >> 3) & mask;
+    else ok = s.mode & mask;
+    if (!ok) return false;
+  }
+  return true;
+}
+
 void ioctl_remap(fuse_req_t req, uint64_t dst, fuse_file_info* fi, const void* in_buf, size_t in_size,
                  bool dedupe) {
   fs::Filesystem& fs = fs_of(req);
@@ -388,20 +415,31 @@ void ioctl_remap(fuse_req_t req, uint64_t dst, fuse_file_info* fi, const void* i
   daxfs_clone_range args;
   memcpy(&args, in_buf, sizeof args);
   (void)fi;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
   auto dst_st = fs.getattr(dst);
   if (!dst_st) return void(fuse_reply_err(req, dst_st.error()));
-  if (!dedupe && !may(req, *dst_st, 2)) return void(fuse_reply_err(req, EACCES));
+  // Destination: what FICLONE's O_WRONLY fd would need; dedupe: allow_file_dedupe() (root,
+  // the owner, or write permission).
+  if (!may(req, *dst_st, 2) && !(dedupe && ctx->uid == dst_st->st_uid)) return void(fuse_reply_err(req, EACCES));
+  // Source: named by inode number, not by an fd the caller opened, so the daemon checks what
+  // opening it by its path would have: search permission on every directory up to the root and
+  // read permission on the file. Unknown, stale and forbidden sources look the same to a
+  // non-root caller.
   uint64_t src = args.src_ino == FUSE_ROOT_ID ? fs.root_ino() : args.src_ino;
   auto st = fs.getattr(src);
-  if (!st || fs.generation(src) != args.src_generation) return void(fuse_reply_err(req, st ? ESTALE : EBADF));
-  if (!may(req, *st, 4)) return void(fuse_reply_err(req, EACCES));
+  bool found = st && fs.generation(src) == args.src_generation;
+  if (ctx->uid != 0 && (!found || !may_open_by_path(req, fs.access_path(src))))
+    return void(fuse_reply_err(req, EBADF));
+  if (!found) return void(fuse_reply_err(req, st ? ESTALE : EBADF));
   if (dedupe) {
     auto r = fs.dedupe_range(src, args.src_offset, dst, args.dest_offset, args.src_length);
     if (!r) return void(fuse_reply_err(req, r.error()));
     args.bytes = r->differs ? 0 : r->bytes;
     args.status = r->differs ? 1 : 0;
   } else {
-    auto r = fs.clone_range(src, args.src_offset, dst, args.dest_offset, args.src_length);
+    // Without CAP_FSETID (approximated by uid 0) the destination loses setuid/setgid, as on write.
+    auto kill = ctx->uid == 0 ? fs::Filesystem::KillPriv::kNo : fs::Filesystem::KillPriv::kYes;
+    auto r = fs.clone_range(src, args.src_offset, dst, args.dest_offset, args.src_length, kill);
     if (!r) return void(fuse_reply_err(req, r.error()));
     args.bytes = *r;
     args.status = 0;

@@ -1,6 +1,9 @@
 // Reflink through a real mount: daxfsctl reflink/dedupe/unshare/fiemap/fsmap and
 // copy_file_range(2), checked through the kernel's view of the files.
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "fs/daxfs_ioctl.h"
 #include "tests/support/mount.h"
 
 using namespace daxfs::test;
@@ -121,4 +125,45 @@ TEST_CASE("reflink commands refuse bad input with one line", "[fuse][reflink]") 
   CHECK(run(ctl + " reflink " + m.path("missing") + " " + m.path("b"), &out) == 1);
   CHECK(out.find("No such file") != std::string::npos);
   CHECK(run(ctl + " fiemap " + m.path("a") + " --bogus", &out) != 0);
+}
+
+TEST_CASE("a clone cannot read what the caller could not open", "[fuse][reflink][security]") {
+  Mount m("64M", "allow_other");
+  REQUIRE(chmod(m.dir().path().c_str(), 0755) == 0);  // mkdtemp made it 0700
+  REQUIRE(chmod(m.mnt().c_str(), 0777) == 0);
+  REQUIRE(mkdir(m.path("private").c_str(), 0700) == 0);
+  spit(m.path("private/secret"), std::string(8192, 'S'));
+  REQUIRE(chmod(m.path("private/secret").c_str(), 0644) == 0);  // readable, but unreachable
+  spit(m.path("public"), std::string(8192, 'P'));
+  REQUIRE(chmod(m.path("public").c_str(), 0644) == 0);
+  struct stat secret, pub;
+  REQUIRE(stat(m.path("private/secret").c_str(), &secret) == 0);
+  REQUIRE(stat(m.path("public").c_str(), &pub) == 0);
+  long secret_gen = 0, pub_gen = 0;
+  int fd = open(m.path("private/secret").c_str(), O_RDONLY);
+  REQUIRE(ioctl(fd, FS_IOC_GETVERSION, &secret_gen) == 0);
+  close(fd);
+  fd = open(m.path("public").c_str(), O_RDONLY);
+  REQUIRE(ioctl(fd, FS_IOC_GETVERSION, &pub_gen) == 0);
+  close(fd);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    int out = open(m.path("mine").c_str(), O_CREAT | O_RDWR, 0644);
+    if (out < 0) _exit(11);
+    daxfs_clone_range args{};
+    args.src_ino = secret.st_ino;
+    args.src_generation = static_cast<uint64_t>(secret_gen);
+    if (ioctl(out, DAXFS_IOC_CLONE_RANGE, &args) == 0 || errno != EBADF) _exit(12);
+    args.src_ino = pub.st_ino;  // a file the caller can open: allowed, as FICLONE would be
+    args.src_generation = static_cast<uint64_t>(pub_gen);
+    if (ioctl(out, DAXFS_IOC_CLONE_RANGE, &args) != 0) _exit(13);
+    _exit(0);
+  }
+  int st;
+  waitpid(child, &st, 0);
+  REQUIRE(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+  CHECK(slurp(m.path("mine")) == std::string(8192, 'P'));
 }

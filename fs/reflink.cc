@@ -48,10 +48,17 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
     rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t ps, uint64_t l, uint32_t c) {
       if (c >= 2) pieces.push_back({pc.logical + (ps - pc.physical), ps, l, pc.flags});
     });
-  // Poison in a block to be copied fails the operation before anything changes.
-  for (const Piece& pc : pieces)
-    if (!(pc.flags & kExtentUnwritten) && dev_->poisoned(pc.physical * kBlockSize, pc.length * kBlockSize))
-      return error(EIO);
+  // Poison in a block to be copied fails the operation before anything changes (a block the
+  // caller overwrites whole is not copied, so its poison does not matter: a recovery write).
+  for (const Piece& pc : pieces) {
+    if ((pc.flags & kExtentUnwritten) || !dev_->poisoned(pc.physical * kBlockSize, pc.length * kBlockSize))
+      continue;
+    for (uint64_t b = 0; b < pc.length; b++) {
+      uint64_t fb = (pc.logical + b) * kBlockSize;
+      if (fb >= skip_from && fb + kBlockSize <= skip_to) continue;
+      if (dev_->poisoned((pc.physical + b) * kBlockSize, kBlockSize)) return error(EIO);
+    }
+  }
   // Skipped blocks hold no data until the caller writes them: no intermediate commit may make
   // them reachable before that (callers that skip touch at most a write's 1 MiB).
   const bool skipping = skip_from < skip_to;

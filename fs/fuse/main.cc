@@ -22,9 +22,9 @@ const char* kUsage =
     "Mounts the daxfs on the emulated pmem DEVICE (a file formatted by mkfs.daxfs).\n"
     "  -f            stay in the foreground\n"
     "  -d            debug: foreground, print every FUSE request\n"
-    "  -m            serve requests from libfuse's thread pool (default: one thread; see\n"
-    "                docs/benchmarks.md for why)\n"
-    "  -s            single-threaded (the default; accepted for libfuse compatibility)\n"
+    "  -s            serve requests from one thread (default: libfuse's thread pool; which is\n"
+    "                faster depends on the machine, see docs/benchmarks.md)\n"
+    "  -m            libfuse's thread pool (the default)\n"
     "  -o OPTIONS    comma-separated mount options:\n"
     "     dax=always|inode|never   DAX files bypass the page cache (default always)\n"
     "     mce_kill=early|late      memory-failure kill policy (default late)\n"
@@ -33,7 +33,7 @@ const char* kUsage =
 
 struct Args {
   std::string device, mountpoint;
-  bool foreground = false, debug = false, multi = false, remount = false;
+  bool foreground = false, debug = false, multi = true, remount = false;
   daxfs::fs::MountOptions mount;
   std::vector<std::string> fuse_opts;  // passed through to libfuse
   unsigned long remount_flags = 0;
@@ -169,9 +169,9 @@ int main(int argc, char** argv) {
   (*fs)->start();
   daemon.pages.start(se);  // after the fork: threads do not survive it
 
-  // One thread serves requests by default: every handler is a short, non-blocking memory
-  // operation, and on small machines the thread pool's hand-offs between workers cost more than
-  // they win (measured: about 2x on 4 KiB I/O and metadata rates, docs/benchmarks.md).
+  // libfuse's thread pool by default; -s serves requests from one thread. Every handler is a
+  // short memory operation, so either is correct; which is faster depends on how the machine
+  // schedules the wake-ups (measured both ways on the same 2-CPU machine, docs/benchmarks.md).
   int rc;
   if (a.multi) {
     fuse_loop_config config{};

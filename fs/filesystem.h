@@ -291,9 +291,9 @@ class Filesystem : public pmemdev::Holder {
 
   // Reflink (reflink.cc).
   uint64_t shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const;
-  // Blocks of the source range at the reference-count ceiling (a clone copies them); sets
-  // *poisoned when one of them holds poison.
-  uint64_t ceiling_blocks_locked(const Inode& src, uint64_t first, uint64_t end, bool* poisoned) const;
+  // Checks a clone of src's blocks [first, end) can complete: space for its metadata and for the
+  // blocks at the reference-count ceiling (copied, not shared), and no poison in those. ENOSPC/EIO.
+  Status reserve_for_clone_locked(const Inode& src, uint64_t first, uint64_t end) const;
   static void strip_setid(Inode& in);
   // Gives the shared blocks of file blocks [first, end) private copies (CoW). Whole blocks inside
   // the byte range [skip_from, skip_to) are not copied: the caller overwrites them.

@@ -164,15 +164,19 @@ Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, In
   return {};
 }
 
-uint64_t Filesystem::ceiling_blocks_locked(const Inode& src, uint64_t first, uint64_t end, bool* poisoned) const {
-  uint64_t n = 0;
+Status Filesystem::reserve_for_clone_locked(const Inode& src, uint64_t first, uint64_t end) const {
+  // Blocks at the count ceiling are copied, not shared: reserve them too, and refuse poison in
+  // them before anything changes.
+  uint64_t copies = 0;
+  bool poisoned = false;
   for (const Piece& pc : pieces_of(src, first, end))
     rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t s, uint64_t l, uint32_t c) {
       if (c < kMaxRefcount) return;
-      n += l;
-      if (!(pc.flags & kExtentUnwritten) && dev_->poisoned(s * kBlockSize, l * kBlockSize)) *poisoned = true;
+      copies += l;
+      if (!(pc.flags & kExtentUnwritten) && dev_->poisoned(s * kBlockSize, l * kBlockSize)) poisoned = true;
     });
-  return n;
+  if (poisoned) return error(EIO);
+  return reserve_locked(copies + src.extents.size() / kExtentsPerBlock + 2 * src.extents.size() / kRefcountsPerBlock + 8);
 }
 
 Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
@@ -186,12 +190,7 @@ Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uin
   uint64_t count = TRY(remap_prep_locked(*src, src_off, *dst, dst_off, length, false, &blocks));
   if (blocks == 0) return uint64_t{0};
   uint64_t sfirst = src_off / kBlockSize, dfirst = dst_off / kBlockSize;
-  // Blocks at the count ceiling are copied: reserve them, and refuse poison before any change.
-  bool poisoned = false;
-  uint64_t copies = ceiling_blocks_locked(*src, sfirst, sfirst + blocks, &poisoned);
-  if (poisoned) return error(EIO);
-  TRY(reserve_locked(copies + src->extents.size() / kExtentsPerBlock +
-                     2 * src->extents.size() / kRefcountsPerBlock + 8));
+  TRY(reserve_for_clone_locked(*src, sfirst, sfirst + blocks));
   Txn txn;
   DirtyGuard guard(*this, txn);
   if (dst_off > dst->d.size) TRY(zero_tail_locked(txn, *dst, dst->d.size));
@@ -228,11 +227,7 @@ Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint
     }
     done += n;
   }
-  bool poisoned = false;
-  uint64_t copies = ceiling_blocks_locked(*src, src_off / kBlockSize, src_off / kBlockSize + blocks, &poisoned);
-  if (poisoned) return error(EIO);
-  TRY(reserve_locked(copies + src->extents.size() / kExtentsPerBlock +
-                     2 * src->extents.size() / kRefcountsPerBlock + 8));
+  TRY(reserve_for_clone_locked(*src, src_off / kBlockSize, src_off / kBlockSize + blocks));
   Txn txn;
   DirtyGuard guard(*this, txn);
   TRY(clone_blocks_locked(txn, *src, src_off / kBlockSize, *dst, dst_off / kBlockSize, blocks));

@@ -1,6 +1,7 @@
 // format(): writes a new, empty daxfs onto a device (mkfs.daxfs).
 // Persist order: superblock magic cleared first, then journal, inode chunk and root inode, and
-// the superblock last, so a crash mid-format leaves a device that no mount accepts.
+// the superblock last, so a crash mid-format leaves a device that no mount accepts. A format that
+// fails returns before its first store.
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,13 +15,16 @@ namespace daxfs::fs {
 Status format(pmemdev::Device& device, const FormatOptions& opts) {
   if (device.size() < kMinDeviceSize) return error(ENOSPC);
   if (opts.label.size() >= sizeof(SuperBlock::label)) return error(ENAMETOOLONG);
+  // Everything that can fail comes before the first store: a refused format leaves the device
+  // as it was.
+  SuperBlock sb{};
+  if (getrandom(sb.uuid, sizeof sb.uuid, 0) != sizeof sb.uuid) return error(EIO);
   char* base = device.base();
   uint64_t block_count = device.size() / kBlockSize;
   auto* sb_media = reinterpret_cast<SuperBlock*>(base);
   uint64_t zero = 0;
   device.memcpy_persist(&sb_media->magic, &zero, sizeof zero);  // invalidate an old filesystem first
 
-  SuperBlock sb{};
   sb.magic = kSuperMagic;
   sb.version = kFormatVersion;
   sb.block_size = kBlockSize;
@@ -33,7 +37,6 @@ Status format(pmemdev::Device& device, const FormatOptions& opts) {
   sb.root_ino = make_ino(chunk, 1);
   sb.next_generation = 2;
   sb.clean = 1;
-  if (getrandom(sb.uuid, sizeof sb.uuid, 0) != sizeof sb.uuid) return error(EIO);
   memcpy(sb.label, opts.label.data(), opts.label.size());
   timespec now;
   clock_gettime(CLOCK_REALTIME, &now);

@@ -78,19 +78,23 @@ class ControlFile::Locked {
 
 Result<std::unique_ptr<ControlFile>> ControlFile::open(const std::string& device_path) {
   std::string path = path_for(device_path);
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return error(errno);
-  // flock serialises initialisation between processes opening a new control file together.
-  if (flock(fd, LOCK_EX) != 0) {
-    int e = errno;
-    ::close(fd);
-    return error(e);
+  // O_EXCL first, so that we know whether we created it (a failed open removes what it made).
+  // 0600: whoever can write the file can hold its mutex forever and post fake failures.
+  bool created = true;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == EEXIST) {
+    created = false;
+    fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   }
+  if (fd < 0) return error(errno);
   auto fail = [&](int e) -> Result<std::unique_ptr<ControlFile>> {
+    if (created) unlink(path.c_str());
     flock(fd, LOCK_UN);
     ::close(fd);
     return error(e);
   };
+  // flock serialises initialisation between processes opening a new control file together.
+  if (flock(fd, LOCK_EX) != 0) return fail(errno);
   struct stat st;
   if (fstat(fd, &st) != 0) return fail(errno);
   bool fresh = st.st_size == 0;
@@ -128,7 +132,7 @@ Result<std::unique_ptr<ControlFile>> ControlFile::open(const std::string& device
   }
   l->badcount.store(l->tables[a].count);
   flock(fd, LOCK_UN);
-  return std::unique_ptr<ControlFile>(new ControlFile(fd, l));
+  return std::unique_ptr<ControlFile>(new ControlFile(fd, l, created));
 }
 
 ControlFile::~ControlFile() {

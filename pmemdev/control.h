@@ -33,12 +33,16 @@ struct ControlLayout;  // the shared file's layout; see control.cc
 
 class ControlFile {
  public:
-  // Opens (creating and initialising if needed) the control file beside `device_path`.
+  // Opens (creating and initialising if needed) the control file beside `device_path`; a new
+  // one is mode 0600 (it can stall and poison the device), an existing one keeps its mode.
   // EPROTO when it exists with another format or version, EUCLEAN when its table is corrupt.
+  // A control file created by a failed open is removed again.
   static Result<std::unique_ptr<ControlFile>> open(const std::string& device_path);
   static std::string path_for(const std::string& device_path) { return device_path + ".ctl"; }
   ~ControlFile();
   ControlFile(const ControlFile&) = delete;
+  // True when open() created the file (it did not exist before).
+  bool created() const { return created_; }
   ControlFile& operator=(const ControlFile&) = delete;
 
   // Adds the sectors covering [offset, offset + length) to the badblock list and posts a failure
@@ -65,13 +69,14 @@ class ControlFile {
   void kick();
 
  private:
-  ControlFile(int fd, ControlLayout* layout) : fd_(fd), l_(layout) {}
+  ControlFile(int fd, ControlLayout* layout, bool created) : fd_(fd), l_(layout), created_(created) {}
   class Locked;
   Result<uint64_t> post_locked(FailureKind kind, uint64_t offset, uint64_t length);
   // The double-buffered update: `change` edits a copy of the list, then one store switches to it.
   Status update_locked(const std::function<Status(BadblockTable&)>& change);
   int fd_;
   ControlLayout* l_;
+  bool created_;
 };
 
 }  // namespace daxfs::pmemdev

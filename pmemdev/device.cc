@@ -31,28 +31,74 @@ int pmem2_to_errno(int rc, const char* what) {
   if (rc < 0 && rc > -100000) return -rc;
   return EINVAL;
 }
+
+// Opens the media file, creating it as `create` says; `created` tells whether this call did.
+int open_media(const std::string& path, Create create, bool& created) {
+  created = false;
+  if (create == Create::kNo) return ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  // 0600: the media holds every file's data, whatever the files' own modes.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    created = true;
+    return fd;
+  }
+  if (errno != EEXIST || create == Create::kExclusive) return -1;
+  return ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+}
+
+// Reverts a failed open's changes unless disarmed (abseil's absl::Cleanup shape).
+class RevertGuard {
+ public:
+  RevertGuard(const std::string& path, const OpenChanges& changes) : path_(path), changes_(changes) {}
+  ~RevertGuard() {
+    if (!armed_) return;
+    Status st = Device::revert(path_, changes_);
+    if (!st) fprintf(stderr, "pmemdev: %s: cannot undo a failed open: %s\n", path_.c_str(), strerror(st.error()));
+  }
+  RevertGuard(const RevertGuard&) = delete;
+  RevertGuard& operator=(const RevertGuard&) = delete;
+  void disarm() { armed_ = false; }
+
+ private:
+  const std::string& path_;
+  const OpenChanges& changes_;
+  bool armed_ = true;
+};
 }  // namespace
 
 Result<std::unique_ptr<Device>> Device::open(const std::string& path, const OpenOptions& opts) {
+  bool creating = opts.create != Create::kNo;
+  // Everything that can be checked before touching the file is.
+  if (creating && (opts.size == 0 || opts.size % kPageSize != 0)) return error(EINVAL);
+  if (creating && opts.size > kMaxDeviceSize) return error(EFBIG);
   std::unique_ptr<Device> d(new Device());
   d->path_ = path;
-  int flags = O_RDWR | O_CLOEXEC | (opts.create == Create::kYes ? O_CREAT : 0);
-  d->fd_ = ::open(path.c_str(), flags, 0644);
+  d->fd_ = open_media(path, opts.create, d->changes_.created_media);
   if (d->fd_ < 0) return error(errno);
+  // Declared after d: runs first on a failed return, while d (its fds, its mapping) is alive.
+  RevertGuard revert(d->path_, d->changes_);
   struct stat st;
   if (fstat(d->fd_, &st) != 0) return error(errno);
   if (!S_ISREG(st.st_mode)) return error(EINVAL);
-  if (opts.create == Create::kYes) {
-    if (opts.size == 0 || opts.size % kPageSize != 0) return error(EINVAL);
-    if (static_cast<uint64_t>(st.st_size) < opts.size &&
-        ftruncate(d->fd_, static_cast<off_t>(opts.size)) != 0)
-      return error(errno);
+  if (opts.map == Map::kYes && static_cast<uint64_t>(st.st_size) > kMaxDeviceSize) return error(EFBIG);
+  if (creating && static_cast<uint64_t>(st.st_size) < opts.size) {
+    if (!d->changes_.created_media) {
+      d->changes_.extended = true;
+      d->changes_.old_size = static_cast<uint64_t>(st.st_size);
+    }
+    if (ftruncate(d->fd_, static_cast<off_t>(opts.size)) != 0) return error(errno);
     if (fstat(d->fd_, &st) != 0) return error(errno);
   }
   d->size_ = static_cast<uint64_t>(st.st_size);
   if (d->size_ < kPageSize) return error(EINVAL);
-  d->ctl_ = TRY(ControlFile::open(path));
-  if (opts.map == Map::kNo) return d;
+  auto ctl = ControlFile::open(path);
+  if (!ctl) return error(ctl.error());
+  d->ctl_ = std::move(ctl).value();
+  d->changes_.created_control = d->ctl_->created();
+  if (opts.map == Map::kNo) {
+    revert.disarm();
+    return d;
+  }
 
   if (opts.granularity == Granularity::kCacheLine)
     setenv("PMEM2_FORCE_GRANULARITY", "CACHE_LINE", /*overwrite=*/0);  // a user's choice wins
@@ -74,7 +120,59 @@ Result<std::unique_ptr<Device>> Device::open(const std::string& path, const Open
   d->drain_ = pmem2_get_drain_fn(d->map_);
   d->memcpy_ = pmem2_get_memcpy_fn(d->map_);
   d->memset_ = pmem2_get_memset_fn(d->map_);
+  revert.disarm();
   return d;
+}
+
+Status Device::revert(const std::string& path, const OpenChanges& changes) {
+  int first = 0;
+  auto note = [&first](int e) {
+    if (first == 0) first = e;
+  };
+  std::string ctl = ControlFile::path_for(path);
+  if (changes.created_control && unlink(ctl.c_str()) != 0 && errno != ENOENT) note(errno);
+  if (changes.created_media) {
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) note(errno);
+  } else if (changes.extended) {
+    if (truncate(path.c_str(), static_cast<off_t>(changes.old_size)) != 0) note(errno);
+  }
+  if (first != 0) return error(first);
+  return {};
+}
+
+bool Device::held(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return held;
+}
+
+namespace {
+// The warning for one file, or "" when only its owner can read and write it.
+std::string exposure_warning(const std::string& file, const char* readers_can, const char* writers_can) {
+  struct stat st;
+  if (stat(file.c_str(), &st) != 0) return "";
+  unsigned mode = st.st_mode & 07777;
+  bool writable = (mode & (S_IWGRP | S_IWOTH)) != 0;
+  bool readable = (mode & (S_IRGRP | S_IROTH)) != 0;
+  if (!writable && !readable) return "";
+  char octal[8];
+  snprintf(octal, sizeof octal, "%04o", mode);
+  return file + " is " + (writable ? "writable" : "readable") + " by other users (mode " + octal +
+         "): they can " + (writable ? writers_can : readers_can) + "; chmod 600 " + file;
+}
+}  // namespace
+
+std::vector<std::string> Device::exposure_warnings(const std::string& path) {
+  std::vector<std::string> out;
+  std::string media = exposure_warning(path, "read every file's data",
+                                       "read and overwrite every file's data");
+  if (!media.empty()) out.push_back(media);
+  std::string ctl = exposure_warning(ControlFile::path_for(path), "read the device's badblock list",
+                                     "poison the device and stall its failure notices");
+  if (!ctl.empty()) out.push_back(ctl);
+  return out;
 }
 
 Device::~Device() {
@@ -174,14 +272,7 @@ void Device::release() {
   holder_ = nullptr;
 }
 
-bool Device::held_elsewhere() const {
-  if (claimed_) return false;
-  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-  ::close(fd);
-  return held;
-}
+bool Device::held_elsewhere() const { return !claimed_ && held(path_); }
 
 Result<uint64_t> Device::notify_pre_remove() {
   return ctl_->post(FailureKind::kPreRemove, 0, size_);

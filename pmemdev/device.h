@@ -26,7 +26,18 @@ struct ByteRange {
   bool operator==(const ByteRange&) const = default;
 };
 
-enum class Create { kNo, kYes };
+// The largest device that can be opened mapped (and created). Every program maps the whole device
+// (the daemon, mkfs, fsck), and x86-64 gives a process 128 TiB of address space (47 bits); a
+// mapping of half of it still finds room beside the program's own (measured: a sparse 64 TiB device
+// formats and mounts, 120 TiB fails in pmem2_map_new with ENOMEM). Devices are sparse files, so
+// the limit is address space, not memory.
+inline constexpr uint64_t kMaxDeviceSize = 64ULL << 40;
+
+enum class Create {
+  kNo,
+  kYes,        // create the file if it is missing, extend it to OpenOptions::size if smaller
+  kExclusive,  // as kYes, but the file must not exist yet (EEXIST)
+};
 enum class Map { kYes, kNo };  // kNo: control file only (CLI poison commands on a big device)
 enum class Granularity {
   kAuto,       // what libpmem2 detects: page (msync) on a file that is not on a DAX fs
@@ -35,23 +46,48 @@ enum class Granularity {
 
 struct OpenOptions {
   Create create = Create::kNo;
-  uint64_t size = 0;  // with kYes: create or extend the file to this size (multiple of 4 KiB)
+  uint64_t size = 0;  // when creating: create or extend the file to this size (multiple of 4 KiB)
   Map map = Map::kYes;
   Granularity granularity = Granularity::kCacheLine;
 };
 
+// What a successful Device::open() changed in the file system, for a caller that fails later and
+// must leave things as they were (mkfs): see Device::revert().
+struct OpenChanges {
+  bool created_media = false;    // the media file did not exist
+  bool created_control = false;  // nor did DEVICE.ctl
+  bool extended = false;         // the media file existed and was extended from old_size
+  uint64_t old_size = 0;
+};
+
 class Device {
  public:
-  // Opens the device file at `path`. ENOENT when it does not exist (without Create::kYes),
-  // EINVAL for a size that is zero or not a multiple of 4 KiB, or a device smaller than 4 KiB,
-  // and the libpmem2 error (logged to stderr) when mapping fails.
+  // Opens the device file at `path`. ENOENT when it does not exist (with Create::kNo), EEXIST
+  // when it does (with Create::kExclusive), EINVAL for a size that is zero or not a multiple of
+  // 4 KiB, or a device smaller than 4 KiB or not a regular file, EFBIG for a device (or a size to
+  // create) above kMaxDeviceSize when mapped, and the libpmem2 error (logged to stderr) when
+  // mapping fails. Files it creates (the media file, DEVICE.ctl) are mode 0600, private to their
+  // owner as a block device is (/dev/pmem0 is root:disk 0660), whatever the umask; an existing
+  // file keeps its mode. A failed open leaves the file system as it found it: it removes the
+  // files it created and truncates a file it extended back to its old size.
   static Result<std::unique_ptr<Device>> open(const std::string& path, const OpenOptions& opts);
+  // Undoes what an open of the device at `path` changed (`changes()` of that Device, which must
+  // be destroyed first): removes the files it created, truncates an extended media file back.
+  // The first error is returned, after every step has been tried.
+  static Status revert(const std::string& path, const OpenChanges& changes);
+  // True when some open file description (any process) holds the device at `path`.
+  static bool held(const std::string& path);
+  // One line for each of the media file and DEVICE.ctl that users other than the owner can
+  // read or write (group or other permission bits), saying what they can do and the chmod
+  // that stops it; empty when both are private (or missing).
+  static std::vector<std::string> exposure_warnings(const std::string& path);
   ~Device();
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
 
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_; }
+  const OpenChanges& changes() const { return changes_; }
   // The mapped media (nullptr when opened with Map::kNo). Direct loads and stores are the
   // caller's business; persist them with persist().
   char* base() const { return base_; }
@@ -107,6 +143,7 @@ class Device {
   void notifier_loop(uint64_t seen);
 
   std::string path_;
+  OpenChanges changes_;
   int fd_ = -1;
   uint64_t size_ = 0;
   char* base_ = nullptr;

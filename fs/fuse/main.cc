@@ -146,6 +146,10 @@ int main(int argc, char** argv) {
   std::string why;
   auto fs = daxfs::fs::Filesystem::mount(std::move(dev).value(), a.mount, why);
   if (!fs) die(device + ": " + (why.empty() ? strerror(fs.error()) : why));
+  // Whoever can read the device reads every file's data, whatever the files' modes: say so once
+  // mounted (a refused mount stays one line), before the fork takes the terminal away.
+  for (const std::string& warning : daxfs::pmemdev::Device::exposure_warnings(device))
+    fprintf(stderr, "daxfs: warning: %s\n", warning.c_str());
 
   std::string opts = "fsname=" + device + ",default_permissions";
   for (const std::string& o : a.fuse_opts) opts += "," + o;

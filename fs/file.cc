@@ -104,6 +104,20 @@ Status Filesystem::zero_tail_locked(Txn& txn, Inode& in, uint64_t from) {
   return zero_in_place_locked(txn, in, from, (from / kBlockSize + 1) * kBlockSize);
 }
 
+Status Filesystem::check_recovery_write_locked(const Inode& in, uint64_t offset, size_t size) const {
+  // Only a block-aligned store of whole blocks can clear poison (pmem_recovery_write refuses a
+  // partial page): a write that covers a poisoned written block in part fails with EIO before
+  // anything changes. Holes and unwritten blocks are written whole (zero-filled), so they pass.
+  for (uint64_t byte : {offset, offset + size}) {
+    if (byte % kBlockSize == 0) continue;
+    uint64_t block = byte == offset ? offset / kBlockSize : (offset + size - 1) / kBlockSize, estart;
+    const Extent* e = extent_at(in, block, &estart);
+    if (e && !e->unwritten() && dev_->poisoned((e->physical + block - estart) * kBlockSize, kBlockSize))
+      return error(EIO);
+  }
+  return {};
+}
+
 Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data, size_t size,
                                  KillPriv kill_priv) {
   std::unique_lock lock(mu_);
@@ -115,6 +129,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   if (offset >= kMaxFileSize) return error(EFBIG);
   size = static_cast<size_t>(std::min<uint64_t>(size, kMaxFileSize - offset));
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
+  TRY(check_recovery_write_locked(*in, offset, size));
   TRY(reserve_locked(blocks_to_map(*in, first, end) + shared_blocks_locked(*in, first, end) + 2));
   Txn txn;
   DirtyGuard guard(*this, txn);
@@ -128,6 +143,9 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
     RecordLoc loc = TRY(alloc_record_locked(txn, *in));
     in->free_records.push_back(loc);
   }
+  // Device ranges this write stores whole blocks of (partial blocks are never poisoned here:
+  // checked above), cleared of poison once the data is durable.
+  std::vector<BlockRange> written;
   uint64_t pos = first;
   while (pos < end) {
     auto it = in->extents.upper_bound(pos);
@@ -138,6 +156,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
         Extent e = prev->second;
         uint64_t run_end = std::min(end, estart + e.length);
         uint64_t phys = e.physical + (pos - estart);
+        written.push_back({phys, run_end - pos});
         if (!e.unwritten()) {
           copy_in(phys, pos, run_end, offset, data, size, false);
         } else {
@@ -158,6 +177,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
     }
     while (pos < hole_end) {
       BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
+      written.push_back(r);
       copy_in(r.start, pos, pos + r.length, offset, data, size, true);
       TRY(map_locked(txn, *in, pos, r.start, r.length, 0));
       pos += r.length;
@@ -169,6 +189,12 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   touch(*in, true, true);
   store_inode(txn, *in);
   TRY(commit_locked(txn));  // drains the data copied above before the commit record
+  // A recovery write (Linux dax_recovery_write): the new data is durable (the commit drained
+  // it), so poison in the blocks it replaced whole can go now. A crash in between leaves the
+  // poison and the new data; the write can be repeated.
+  for (const BlockRange& r : written)
+    if (dev_->poisoned(r.start * kBlockSize, r.length * kBlockSize))
+      TRY(dev_->clear_error(r.start * kBlockSize, r.length * kBlockSize));
   counters_.writes++;
   counters_.bytes_written += size;
   return size;

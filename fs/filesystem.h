@@ -286,6 +286,8 @@ class Filesystem : public pmemdev::Holder {
   Status zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to);
   Status truncate_locked(Inode& in, uint64_t size, Txn& txn);
   Status zero_tail_locked(Txn& txn, Inode& in, uint64_t from);
+  // EIO when [offset, offset + size) covers part of a poisoned written block.
+  Status check_recovery_write_locked(const Inode& in, uint64_t offset, size_t size) const;
   Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,
                                uint64_t* new_blocks);
 

@@ -179,7 +179,9 @@ uint64_t Filesystem::generation(uint64_t ino) {
 
 Result<struct stat> Filesystem::getattr(uint64_t ino) {
   std::shared_lock lock(mu_);
-  TRY(check_alive());
+  // The root stays stat-able after a shutdown, so that the mount point can still be opened for
+  // the counters ioctl (daxfsctl stat): its in-memory inode is not read from the media.
+  if (ino != root_) TRY(check_alive());
   Inode* in = TRY(find(ino));
   return to_stat(*in);
 }

@@ -1,7 +1,9 @@
 // Size parsing/printing, error lines and device resolution for the CLI programs.
 #include "fs/cmd/cli_util.h"
 
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <cctype>
 #include <climits>
@@ -11,6 +13,8 @@
 #include <fstream>
 #include <sstream>
 #include <vector>
+
+#include "fs/daxfs_ioctl.h"
 
 namespace daxfs::cli {
 
@@ -134,6 +138,15 @@ std::string mount_of_device(const std::string& device) {
   for (const MountEntry& m : fuse_mounts())
     if (m.source == want) found = m.mountpoint;
   return found;
+}
+
+bool on_daxfs(int fd) {
+  constexpr long kFuseSuperMagic = 0x65735546;  // Only FUSE files are asked the daxfs ioctl.
+  struct statfs sf;
+  // (statfs of a shut-down daxfs fails with EIO: then the ioctl decides.)
+  if (fstatfs(fd, &sf) == 0 && sf.f_type != kFuseSuperMagic) return false;
+  daxfs_counters c{};
+  return ioctl(fd, DAXFS_IOC_COUNTERS, &c) == 0 && c.version == 1;
 }
 
 }  // namespace daxfs::cli

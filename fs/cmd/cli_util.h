@@ -23,6 +23,10 @@ void set_program_name(const std::string& name);
 // A MOUNTPOINT|DEVICE argument: a regular file is the device itself; a directory that is the
 // root of a daxfs mount resolves to the device in the mount's source (its fsname).
 Result<std::string> resolve_device(const std::string& path, std::string* mountpoint = nullptr);
+// True when `fd` is a file or directory of a daxfs mount (a FUSE file answering daxfs's
+// counters ioctl, which works after a shutdown too).
+bool on_daxfs(int fd);
+
 // Where the device file `device` is mounted as a daxfs ("" when it is not).
 std::string mount_of_device(const std::string& device);
 

@@ -34,11 +34,9 @@ int open_in_daxfs(const std::string& cmd, const std::string& path) {
     print_error(cmd, path + ": " + strerror(errno));
     return -1;
   }
-  daxfs_counters c{};
-  if (ioctl(fd, DAXFS_IOC_COUNTERS, &c) != 0) {
-    int e = errno;
+  if (!on_daxfs(fd)) {
     close(fd);
-    print_error(cmd, path + ": not on a daxfs mount (" + strerror(e) + ")");
+    print_error(cmd, path + ": not on a daxfs mount");
     return -1;
   }
   return fd;

@@ -38,6 +38,11 @@ std::optional<uint64_t> backing_block(const std::string& cmd, const std::string&
     print_error(cmd, file + ": " + strerror(errno));
     return std::nullopt;
   }
+  if (!on_daxfs(fd)) {
+    close(fd);
+    print_error(cmd, file + ": not on a daxfs mount");
+    return std::nullopt;
+  }
   auto m = std::make_unique<daxfs_fiemap>();
   m->start = file_offset / 4096 * 4096;
   int rc = ioctl(fd, DAXFS_IOC_FIEMAP, m.get());

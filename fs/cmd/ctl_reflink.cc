@@ -30,10 +30,15 @@ struct Fd {
   }
 };
 
+// Opens a file of a daxfs mount; prints the error itself.
 bool open_file(const std::string& cmd, const std::string& path, int flags, Fd& out) {
   out.fd = open(path.c_str(), flags | O_CLOEXEC, 0644);
   if (out.fd < 0) {
     print_error(cmd, path + ": " + strerror(errno));
+    return false;
+  }
+  if (!on_daxfs(out.fd)) {
+    print_error(cmd, path + ": not on a daxfs mount");
     return false;
   }
   return true;

@@ -4,6 +4,7 @@
 
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 
 #include <cstring>
@@ -168,7 +169,29 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   });
 }
 
+// A FUSE ioctl carries the file handle but not the open flags, so the handle keeps them: the
+// access mode and O_APPEND, which decide what FICLONE-like ioctls may do with the fd. A
+// directory's handle (opendir) is 0: neither readable nor writable for those checks.
+constexpr uint64_t kHandleOpen = 1ull << 63;
+void remember_open_flags(fuse_file_info* fi) {
+  fi->fh = kHandleOpen | static_cast<uint64_t>(fi->flags & (O_ACCMODE | O_APPEND));
+}
+bool handle_writable(const fuse_file_info* fi) {
+  if (!fi || !(fi->fh & kHandleOpen)) return false;
+  unsigned mode = fi->fh & O_ACCMODE;
+  return mode == O_WRONLY || mode == O_RDWR;
+}
+bool handle_appends(const fuse_file_info* fi) { return fi && (fi->fh & kHandleOpen) && (fi->fh & O_APPEND); }
+
+template <size_t N>
+bool all_zero(const uint64_t (&fields)[N]) {
+  for (uint64_t f : fields)
+    if (f) return false;
+  return true;
+}
+
 void set_open_mode(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  remember_open_flags(fi);
   // Every operation is durable before its reply, so close(2) has nothing to flush: no FLUSH
   // round trip (FOPEN_NOFLUSH) except after a shutdown, when reporting EIO matters more.
   fi->noflush = fs_of(req).is_shut_down() ? 0 : 1;
@@ -414,10 +437,16 @@ void ioctl_remap(fuse_req_t req, uint64_t dst, fuse_file_info* fi, const void* i
   if (in_size < sizeof(daxfs_clone_range)) return void(fuse_reply_err(req, EINVAL));
   daxfs_clone_range args;
   memcpy(&args, in_buf, sizeof args);
-  (void)fi;
+  if (!all_zero(args.reserved)) return void(fuse_reply_err(req, EINVAL));
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto dst_st = fs.getattr(dst);
   if (!dst_st) return void(fuse_reply_err(req, dst_st.error()));
+  if (S_ISDIR(dst_st->st_mode)) return void(fuse_reply_err(req, EISDIR));
+  if (!S_ISREG(dst_st->st_mode)) return void(fuse_reply_err(req, EINVAL));
+  // do_clone_file_range(): the destination fd must be open for writing and not O_APPEND
+  // (EBADF). Dedupe has allow_file_dedupe() instead: a read-only fd passes for root, the owner
+  // or a caller with write permission (checked below).
+  if (!dedupe && (!handle_writable(fi) || handle_appends(fi))) return void(fuse_reply_err(req, EBADF));
   // Destination: what FICLONE's O_WRONLY fd would need; dedupe: allow_file_dedupe() (root,
   // the owner, or write permission).
   if (!may(req, *dst_st, 2) && !(dedupe && ctx->uid == dst_st->st_uid)) return void(fuse_reply_err(req, EACCES));
@@ -448,7 +477,16 @@ void ioctl_remap(fuse_req_t req, uint64_t dst, fuse_file_info* fi, const void* i
   fuse_reply_ioctl(req, 0, &args, sizeof args);
 }
 
-void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_info* fi, unsigned flags,
+// Reads `length` bytes at `address` in the calling process (process_vm_readv). For the few
+// commands whose _IOR encoding hides an input from the FUSE kernel (XFS_IOC_GOINGDOWN's flags).
+// False when the daemon may not read the caller (another user's process for a non-root daemon).
+bool read_caller(fuse_req_t req, const void* address, void* out, size_t length) {
+  iovec local{out, length};
+  iovec remote{const_cast<void*>(address), length};
+  return process_vm_readv(fuse_req_ctx(req)->pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(length);
+}
+
+void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void* arg, fuse_file_info* fi, unsigned flags,
               const void* in_buf, size_t in_size, size_t out_size) noexcept {
   guarded(req, [&] {
     if (flags & FUSE_IOCTL_COMPAT) return void(fuse_reply_err(req, ENOTTY));
@@ -456,8 +494,13 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
     uint64_t ino = to_ino(req, nodeid);
     switch (static_cast<unsigned int>(cmd_arg)) {
       case XFS_IOC_GOINGDOWN: {
-        // CAP_SYS_ADMIN in XFS; the FUSE kernel checks nothing, so: root only.
+        // CAP_SYS_ADMIN in XFS; the FUSE kernel checks nothing, so: root only. The flags word
+        // (XFS_FSOP_GOING_FLAGS_DEFAULT, LOGFLUSH, NOLOGFLUSH: nothing else, EINVAL) is input to
+        // XFS, but the command is _IOR, so the FUSE kernel sends none: read it from the caller.
         if (fuse_req_ctx(req)->uid != 0) return void(fuse_reply_err(req, EPERM));
+        uint32_t how = 0;
+        if (!read_caller(req, arg, &how, sizeof how)) how = 0;
+        if (how > 2) return void(fuse_reply_err(req, EINVAL));
         fs.shutdown("XFS_IOC_GOINGDOWN");
         uint32_t zero = 0;
         return void(fuse_reply_ioctl(req, 0, &zero, std::min(out_size, sizeof zero)));
@@ -474,6 +517,11 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
       }
       case FS_IOC_FSSETXATTR: {
         if (in_size < sizeof(fsxattr)) return void(fuse_reply_err(req, EINVAL));
+        // inode_owner_or_capable(), as fileattr_set() requires.
+        auto attr = fs.getattr(ino);
+        if (!attr) return void(fuse_reply_err(req, attr.error()));
+        if (fuse_req_ctx(req)->uid != 0 && fuse_req_ctx(req)->uid != attr->st_uid)
+          return void(fuse_reply_err(req, EPERM));
         fsxattr x;
         memcpy(&x, in_buf, sizeof x);
         fs::Filesystem::XAttrFlags f{x.fsx_xflags, x.fsx_extsize, x.fsx_projid};
@@ -516,11 +564,14 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
         return ioctl_remap(req, ino, fi, in_buf, in_size, true);
       case DAXFS_IOC_UNSHARE_RANGE: {
         if (in_size < sizeof(daxfs_range)) return void(fuse_reply_err(req, EINVAL));
+        daxfs_range r;
+        memcpy(&r, in_buf, sizeof r);
+        if (!all_zero(r.reserved)) return void(fuse_reply_err(req, EINVAL));
+        // vfs_fallocate(): the fd must be open for writing (EBADF).
+        if (!handle_writable(fi)) return void(fuse_reply_err(req, EBADF));
         auto attr = fs.getattr(ino);
         if (!attr) return void(fuse_reply_err(req, attr.error()));
         if (!may(req, *attr, 2)) return void(fuse_reply_err(req, EACCES));
-        daxfs_range r;
-        memcpy(&r, in_buf, sizeof r);
         Status st = fs.unshare_range(ino, r.offset, r.length);
         if (!st) return void(fuse_reply_err(req, st.error()));
         return void(fuse_reply_ioctl(req, 0, nullptr, 0));
@@ -529,6 +580,7 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
         if (in_size < sizeof(daxfs_fiemap) || out_size < sizeof(daxfs_fiemap)) return void(fuse_reply_err(req, EINVAL));
         auto m = std::make_unique<daxfs_fiemap>();
         memcpy(m.get(), in_buf, sizeof(daxfs_fiemap));
+        if (!all_zero(m->reserved)) return void(fuse_reply_err(req, EINVAL));
         auto rows = fs.fiemap(ino, m->start, DAXFS_FIEMAP_MAX);
         if (!rows) return void(fuse_reply_err(req, rows.error()));
         m->count = rows->size();
@@ -537,6 +589,8 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd_arg, void*, fuse_file_i
         return void(fuse_reply_ioctl(req, 0, m.get(), sizeof(daxfs_fiemap)));
       }
       case DAXFS_IOC_FSMAP: {
+        // Every file's layout and owner: CAP_SYS_ADMIN, as xfs_ioc_getfsmap() requires.
+        if (fuse_req_ctx(req)->uid != 0) return void(fuse_reply_err(req, EPERM));
         if (in_size < sizeof(daxfs_fsmap) || out_size < sizeof(daxfs_fsmap)) return void(fuse_reply_err(req, EINVAL));
         auto m = std::make_unique<daxfs_fsmap>();
         memcpy(m.get(), in_buf, sizeof(daxfs_fsmap));

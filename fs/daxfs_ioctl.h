@@ -1,6 +1,7 @@
 /* daxfs public ioctl ABI (C and C++). Fixed-size _IOR/_IOW commands, because the FUSE kernel
  * forwards only those ("restricted" ioctls). Issue them on any file or directory of a daxfs mount.
- * Stable: fields are only ever added in the reserved space. See docs/abi.md. */
+ * Stable: fields are only ever added in the reserved space, which callers must zero (EINVAL
+ * otherwise). Access rules per command: docs/reflink.md. */
 #ifndef DAXFS_IOCTL_H
 #define DAXFS_IOCTL_H
 

@@ -34,6 +34,8 @@ class Allocator {
   bool is_free(uint64_t start, uint64_t length) const;
   uint64_t free_blocks() const { return free_blocks_; }
   uint64_t total_blocks() const { return end_ - first_; }
+  // Free extents: an upper bound on the pieces one large allocation can come back in.
+  uint64_t fragments() const { return free_.size(); }
   std::vector<BlockRange> free_ranges() const;
 
  private:

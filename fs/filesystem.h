@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "daxcore/iomap.h"
 #include "fs/alloc.h"
 #include "fs/inode.h"
 #include "fs/journal.h"
@@ -76,7 +77,7 @@ struct DirEntry {
   uint64_t next_offset;
 };
 
-class Filesystem : public pmemdev::Holder {
+class Filesystem : public pmemdev::Holder, public dax::IomapOps {
  public:
   // Recovers the journal, loads the metadata, frees orphans and claims the device (EBUSY when
   // another process holds it). On failure `why` says what is wrong in one line.
@@ -114,6 +115,11 @@ class Filesystem : public pmemdev::Holder {
                 std::string_view new_name, uint32_t flags);
   Result<std::string> readlink(uint64_t ino);
   Status readdir(uint64_t ino, uint64_t offset, const std::function<bool(const DirEntry&)>& sink);
+
+  // The iomap seam (daxcore/iomap.h; fs/iomap.cc): what backs a file range, made storable on
+  // request. The DAX layer's only way into the extent map.
+  Result<dax::IomapPair> iomap_begin(uint64_t ino, uint64_t offset, uint64_t length, uint32_t ops) override;
+  Status iomap_end(uint64_t ino, const dax::Iomap& map, uint64_t done, uint32_t ops) override;
 
   // Data.
   Result<size_t> read(uint64_t ino, uint64_t offset, size_t size, char* out);
@@ -263,6 +269,11 @@ class Filesystem : public pmemdev::Holder {
   bool shared_locked(uint64_t physical, uint64_t length) const;
   // Removes mappings in [first, end) (logical blocks); frees the blocks when free_blocks.
   Status unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks);
+  struct Holes {
+    uint64_t blocks = 0;  // unmapped blocks in the range
+    uint64_t runs = 0;    // maximal runs of them
+  };
+  Holes holes_in(const Inode& in, uint64_t first, uint64_t end) const;
   uint64_t unmapped_blocks(const Inode& in, uint64_t first, uint64_t end) const;
   // The most blocks mapping [first, end) can take (data and extent-record blocks): the reserve
   // an operation checks before it changes anything.
@@ -280,6 +291,13 @@ class Filesystem : public pmemdev::Holder {
   // Files (file.cc).
   // The extent holding file block `block` (its logical start in *start), or nullptr for a hole.
   const Extent* extent_at(const Inode& in, uint64_t block, uint64_t* start) const;
+  // The mapping of blocks [first, end) from `first` (fs/iomap.cc): one kind of backing, split at
+  // sharing changes when `ops` writes, unshares, faults or reports, and at poison boundaries
+  // when it reports. Lengths and offsets in bytes.
+  dax::Iomap mapping_at_locked(const Inode& in, uint64_t first, uint64_t end, uint32_t ops) const;
+  // Holes get zeroed written blocks, unwritten blocks are zeroed and converted, shared blocks are
+  // copied: afterwards every block of [first, end) is written and private.
+  Status make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end);
   // Copies file bytes [offset, offset + n) (within EOF) to `out`; EIO on poison.
   Status read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const;
   // Zeroes the written bytes of [from, to) in place, persisted (shared blocks copied first).

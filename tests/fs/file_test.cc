@@ -5,6 +5,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <sys/statvfs.h>
+
 #include <catch2/catch.hpp>
 #include <cstring>
 
@@ -146,6 +148,31 @@ TEST_CASE("running out of space fails cleanly and leaves a consistent filesystem
   f->forget(ino, 1);
   f.remount();
   CHECK(f->statfs().f_bfree > 3000);
+}
+
+TEST_CASE("statfs promises only space that a large fallocate can have", "[fs][file][enospc]") {
+  FsFixture f(8ULL << 30);
+  for (int i = 0; i < 64; i++) f.make_file(f.root(), "empty" + std::to_string(i));
+  struct statvfs s = f->statfs();
+  CHECK(s.f_bavail <= s.f_bfree);
+  uint64_t avail = s.f_bavail * s.f_frsize;
+  REQUIRE(avail > (1u << 20));
+  uint64_t big = f.make_file(f.root(), "big");
+  auto st = f->fallocate(big, 0, 0, avail - 512 * 1024);
+  INFO("fallocate of " << avail - 512 * 1024 << " bytes: " << (st ? 0 : st.error()));
+  REQUIRE(st);
+  // What is left is what statfs says: a second file takes it down to the last promised block
+  // less the metadata its extents need, and beyond that ENOSPC without a shutdown.
+  s = f->statfs();
+  CHECK(s.f_bavail * s.f_frsize <= 512 * 1024);
+  uint64_t rest = f.make_file(f.root(), "rest");
+  CHECK(f->fallocate(rest, 0, 0, 64 * 4096));
+  auto over = f->fallocate(rest, 0, 64 * 4096, 1ULL << 30);
+  REQUIRE_FALSE(over);
+  CHECK(over.error() == ENOSPC);
+  CHECK_FALSE(f->is_shut_down());
+  f.remount();
+  CHECK(f->getattr(big)->st_size == static_cast<off_t>(avail - 512 * 1024));
 }
 
 TEST_CASE("xattrs honour create/replace flags and survive remounts", "[fs][xattr]") {

@@ -64,18 +64,11 @@ void Filesystem::strip_setid(Inode& in) {
 
 Status Filesystem::read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const {
   for (uint64_t pos = offset, end = offset + n; pos < end;) {
-    uint64_t block = pos / kBlockSize, estart = 0;
-    const Extent* e = extent_at(in, block, &estart);
-    uint64_t run_end = end;
-    if (e) {
-      run_end = std::min(end, (estart + e->length) * kBlockSize);
-    } else {
-      auto next = in.extents.upper_bound(block);
-      if (next != in.extents.end()) run_end = std::min(end, next->first * kBlockSize);
-    }
-    if (e && !e->unwritten()) {
-      uint64_t dev_off = (e->physical + (block - estart)) * kBlockSize + pos % kBlockSize;
-      if (dev_->poisoned(dev_off, run_end - pos)) return error(EIO);
+    dax::Iomap m = mapping_at_locked(in, pos / kBlockSize, (end + kBlockSize - 1) / kBlockSize, dax::kIomapRead);
+    uint64_t run_end = std::min(end, m.end());
+    if (m.type == dax::IomapType::kMapped) {
+      uint64_t dev_off = m.address + (pos - m.offset);
+      if ((m.flags & dax::kIomapPoisoned) && dev_->poisoned(dev_off, run_end - pos)) return error(EIO);
       memcpy(out + (pos - offset), dev_->base() + dev_off, run_end - pos);
     } else {
       memset(out + (pos - offset), 0, run_end - pos);  // holes and unwritten extents read as zeros
@@ -330,27 +323,15 @@ Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return error(EINVAL);
   if (offset >= size) return error(ENXIO);
   // Data is written extents only: unwritten extents are holes, as XFS reports them for DAX.
-  uint64_t block = offset / kBlockSize;
-  auto it = in->extents.upper_bound(block);
-  if (it != in->extents.begin()) --it;
-  if (whence == SEEK_DATA) {
-    for (; it != in->extents.end(); ++it) {
-      uint64_t s = it->first, e = it->first + it->second.length;
-      if (e <= block || it->second.unwritten()) continue;
-      uint64_t at = std::max(offset, s * kBlockSize);
-      if (at >= size) break;
-      return at;
-    }
-    return error(ENXIO);
+  uint64_t end = (size + kBlockSize - 1) / kBlockSize;
+  for (uint64_t block = offset / kBlockSize; block < end;) {
+    dax::Iomap m = mapping_at_locked(*in, block, end, dax::kIomapRead);
+    bool data = m.type == dax::IomapType::kMapped;
+    if (data == (whence == SEEK_DATA)) return std::min(std::max(offset, m.offset), size);
+    block = m.end() / kBlockSize;
   }
-  uint64_t pos = offset;
-  for (; it != in->extents.end(); ++it) {
-    uint64_t s = it->first, e = it->first + it->second.length;
-    if (e <= pos / kBlockSize) continue;
-    if (s * kBlockSize > pos || it->second.unwritten()) break;
-    pos = e * kBlockSize;
-  }
-  return std::min(pos, size);
+  if (whence == SEEK_DATA) return error(ENXIO);
+  return size;  // the implicit hole at EOF
 }
 
 Result<Filesystem::FileInfo> Filesystem::file_info(uint64_t ino) {

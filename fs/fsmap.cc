@@ -12,32 +12,23 @@ Result<std::vector<Filesystem::MapRow>> Filesystem::fiemap(uint64_t ino, uint64_
   TRY(check_alive());
   Inode* in = TRY(find(ino));
   std::vector<MapRow> out;
-  uint64_t first = start / kBlockSize;
-  auto it = in->extents.upper_bound(first);
-  if (it != in->extents.begin() && std::prev(it)->first + std::prev(it)->second.length > first) --it;
-  for (; it != in->extents.end() && out.size() < max; ++it) {
-    uint64_t s = std::max(first, it->first), e = it->first + it->second.length;
-    uint64_t p = it->second.physical + (s - it->first);
-    // Split at sharing boundaries: XFS reports shared and private parts as separate extents.
-    rmap_.for_each_count(p, e - s, [&](uint64_t ps, uint64_t l, uint32_t c) {
-      // ...and at poison boundaries (whole blocks), so that only bad blocks say "poisoned".
-      bool any_bad = dev_->poisoned(ps * kBlockSize, l * kBlockSize);
-      for (uint64_t b = ps; b < ps + l && out.size() < max;) {
-        bool bad = any_bad && dev_->poisoned(b * kBlockSize, kBlockSize);
-        uint64_t run = any_bad ? b + 1 : ps + l;
-        while (run < ps + l && dev_->poisoned(run * kBlockSize, kBlockSize) == bad) run++;
-        MapRow r{};
-        r.logical = (s + (b - p)) * kBlockSize;
-        r.physical = b * kBlockSize;
-        r.length = (run - b) * kBlockSize;
-        r.ino = ino;
-        r.kind = DAXFS_OWN_DATA;
-        r.flags = (c >= 2 ? DAXFS_EXTENT_SHARED : 0) | (it->second.unwritten() ? DAXFS_EXTENT_UNWRITTEN : 0) |
-                  (bad ? DAXFS_EXTENT_POISONED : 0);
-        out.push_back(r);
-        b = run;
-      }
-    });
+  // Holes are absent; mappings split where sharing (XFS reports shared and private parts as
+  // separate extents) or poison (whole blocks) changes.
+  uint64_t end = in->extents.empty() ? 0 : in->extents.rbegin()->first + in->extents.rbegin()->second.length;
+  for (uint64_t block = start / kBlockSize; block < end && out.size() < max;) {
+    dax::Iomap m = mapping_at_locked(*in, block, end, dax::kIomapReport);
+    block = m.end() / kBlockSize;
+    if (m.type == dax::IomapType::kHole) continue;
+    MapRow r{};
+    r.logical = m.offset;
+    r.physical = m.address;
+    r.length = m.length;
+    r.ino = ino;
+    r.kind = DAXFS_OWN_DATA;
+    r.flags = ((m.flags & dax::kIomapShared) ? DAXFS_EXTENT_SHARED : 0) |
+              (m.type == dax::IomapType::kUnwritten ? DAXFS_EXTENT_UNWRITTEN : 0) |
+              ((m.flags & dax::kIomapPoisoned) ? DAXFS_EXTENT_POISONED : 0);
+    out.push_back(r);
   }
   return out;
 }

@@ -123,7 +123,9 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   size = static_cast<size_t>(std::min<uint64_t>(size, kMaxFileSize - offset));
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
   TRY(check_recovery_write_locked(*in, offset, size));
-  TRY(reserve_locked(blocks_to_map(*in, first, end) + shared_blocks_locked(*in, first, end) + 2));
+  uint64_t shared = shared_blocks_locked(*in, first, end);
+  TRY(reserve_locked(blocks_to_map(*in, first, end) + shared + 2));
+  if (shared > 0) break_layout_locked(*in, first, end, dax::LayoutChange::kCow);
   Txn txn;
   DirtyGuard guard(*this, txn);
   if (offset > in->d.size) TRY(zero_tail_locked(txn, *in, in->d.size));
@@ -198,6 +200,7 @@ Status Filesystem::truncate_locked(Inode& in, uint64_t size, Txn& txn) {
   if (size > old) {
     TRY(zero_tail_locked(txn, in, old));  // bytes past the old EOF must read as zeros
   } else if (size < old) {
+    break_layout_locked(in, size / kBlockSize, kEndBlock, dax::LayoutChange::kTruncate);
     TRY(zero_tail_locked(txn, in, size));
     uint64_t first = (size + kBlockSize - 1) / kBlockSize;
     auto from = in.extents.lower_bound(first);
@@ -257,6 +260,8 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   DirtyGuard guard(*this, txn);
   if (mode & FALLOC_FL_PUNCH_HOLE) {
     if (!keep_size || (mode & FALLOC_FL_ZERO_RANGE)) return error(EOPNOTSUPP);
+    break_layout_locked(*in, offset / kBlockSize, (end_byte + kBlockSize - 1) / kBlockSize,
+                        dax::LayoutChange::kPunch);
     // As XFS, the range is not clipped to EOF: post-EOF (preallocated) blocks are punched too.
     uint64_t first = (offset + kBlockSize - 1) / kBlockSize, end = end_byte / kBlockSize;
     // Partial blocks at either end are zeroed in place; whole blocks are unmapped and freed.
@@ -277,6 +282,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   TRY(reserve_locked(need));
   uint64_t added = 0;
   if (mode & FALLOC_FL_ZERO_RANGE) {
+    break_layout_locked(*in, first, end, dax::LayoutChange::kZero);
     // Whole blocks become unwritten (zeros without writing them); partial ones are zeroed.
     uint64_t zfirst = (offset + kBlockSize - 1) / kBlockSize, zend = end_byte / kBlockSize;
     if (zfirst > zend) {

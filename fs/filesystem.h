@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "daxcore/iomap.h"
+#include "daxcore/layout.h"
 #include "fs/alloc.h"
 #include "fs/inode.h"
 #include "fs/journal.h"
@@ -192,6 +193,9 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // Called once, from whatever thread shuts the filesystem down (possibly with mu_ held): it must
   // not call back into the filesystem synchronously.
   void set_shutdown_hook(std::function<void()> hook) { shutdown_hook_ = std::move(hook); }
+  // The layout sink (daxcore/layout.h): told before a file's blocks change under processes
+  // that may map them. Set once after mount, before requests are served; null: nobody maps.
+  void set_layout_sink(dax::LayoutSink* sink) { layout_ = sink; }
   // Inodes the kernel holds references to (for cache invalidation).
   std::vector<uint64_t> referenced_inodes();
   bool is_shut_down() const { return shutdown_.load(); }
@@ -294,6 +298,10 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // The mapping of blocks [first, end) from `first` (fs/iomap.cc): one kind of backing, split at
   // sharing changes when `ops` writes, unshares, faults or reports, and at poison boundaries
   // when it reports. Lengths and offsets in bytes.
+  // Tells the layout sink that blocks [first, end) of `in` are about to change as `why` says;
+  // returns when no mapping can touch them. FIXME: called with mu_ held until the per-inode
+  // layout locks exist (a DAX sink that waits for mappers must not hold the global lock).
+  void break_layout_locked(const Inode& in, uint64_t first, uint64_t end, dax::LayoutChange why) const;
   dax::Iomap mapping_at_locked(const Inode& in, uint64_t first, uint64_t end, uint32_t ops) const;
   // Holes get zeroed written blocks, unwritten blocks are zeroed and converted, shared blocks are
   // copied: afterwards every block of [first, end) is written and private.
@@ -343,6 +351,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   uint64_t next_generation_ = 1;
   std::atomic<bool> shutdown_{false};
   std::function<void()> shutdown_hook_;
+  dax::LayoutSink* layout_ = nullptr;
   bool mounted_ = false;
   Counters counters_;
 };

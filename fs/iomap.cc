@@ -59,6 +59,12 @@ dax::Iomap Filesystem::mapping_at_locked(const Inode& in, uint64_t first, uint64
   return m;
 }
 
+void Filesystem::break_layout_locked(const Inode& in, uint64_t first, uint64_t end, dax::LayoutChange why) const {
+  if (!layout_ || first >= end) return;
+  uint64_t length = end >= kMaxFileBlocks ? dax::kToEnd : (end - first) * kBlockSize;
+  layout_->break_layout(in.ino, first * kBlockSize, length, why);
+}
+
 Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end) {
   // Shared blocks first (copied whole: a fault stores into any byte of them).
   TRY(unshare_blocks_locked(txn, in, first, end, 0, 0));
@@ -106,7 +112,10 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
   // Fast path: already written and private (the common store fault).
   if (before.type == dax::IomapType::kMapped && !(before.flags & dax::kIomapShared)) return dax::IomapPair{before, {}};
   end = first + before.length / kBlockSize;  // one kind of backing at a time
-  if (before.flags & dax::kIomapShared) out.srcmap = before;
+  if (before.flags & dax::kIomapShared) {
+    out.srcmap = before;
+    break_layout_locked(*in, first, end, dax::LayoutChange::kCow);  // other mappers of the old blocks
+  }
   TRY(reserve_locked(blocks_to_map(*in, first, end) + shared_blocks_locked(*in, first, end) + 2));
   Txn txn;
   DirtyGuard guard(*this, txn);

@@ -1,6 +1,8 @@
 // daxfsctl reflink | dedupe | unshare | fiemap | fsmap: the reflink work's commands, through the
 // daemon's ioctls (fs/daxfs_ioctl.h) since the FUSE kernel forwards neither FICLONERANGE,
 // FIDEDUPERANGE nor FALLOC_FL_UNSHARE_RANGE; fsmap of an unmounted DEVICE reads it directly.
+// Each command is a function returning the exit status and a register_*_command that declares
+// its options. Single-threaded (CLI use).
 #include <fcntl.h>
 #include <ftw.h>
 #include <linux/fs.h>
@@ -79,8 +81,11 @@ struct RemapArgs {
   std::string src, dst, src_offset, dst_offset, length;
 };
 
+enum class Remap { kClone, kDedupe };
+
 // reflink and dedupe: the same ioctl shape. Returns the exit status.
-int remap(const std::string& cmd, const RemapArgs& a, bool dedupe) {
+int remap(const std::string& cmd, const RemapArgs& a, Remap kind) {
+  bool dedupe = kind == Remap::kDedupe;
   daxfs_clone_range args{};
   if (!size_option(cmd, "--src-offset", a.src_offset, args.src_offset) ||
       !size_option(cmd, "--dst-offset", a.dst_offset, args.dest_offset) ||
@@ -130,6 +135,69 @@ int remap(const std::string& cmd, const RemapArgs& a, bool dedupe) {
   return 0;
 }
 
+struct UnshareArgs {
+  std::string file, offset, length;
+};
+
+struct MapArgs {
+  std::string target, offset, length;
+  bool json = false;
+};
+
+int unshare(const UnshareArgs& u) {
+  const char* cmd = "unshare";
+  daxfs_range r{};
+  if (!size_option(cmd, "--offset", u.offset, r.offset) || !size_option(cmd, "--length", u.length, r.length)) return 1;
+  Fd f;
+  if (!open_file(cmd, u.file, O_WRONLY, f)) return 1;
+  struct stat st;
+  fstat(f.fd, &st);
+  if (u.length.empty()) r.length = static_cast<uint64_t>(st.st_size) > r.offset ? st.st_size - r.offset : 0;
+  if (r.length == 0) return 0;
+  if (ioctl(f.fd, DAXFS_IOC_UNSHARE_RANGE, &r) != 0) {
+    print_error(cmd, u.file + ": " + strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+int fiemap(const MapArgs& fm) {
+  const char* cmd = "fiemap";
+  Fd f;
+  if (!open_file(cmd, fm.target, O_RDONLY, f)) return 1;
+  auto m = std::make_unique<daxfs_fiemap>();
+  nlohmann::json extents = nlohmann::json::array();
+  uint64_t start = 0;
+  for (;;) {
+    *m = {};
+    m->start = start;
+    if (ioctl(f.fd, DAXFS_IOC_FIEMAP, m.get()) != 0) {
+      print_error(cmd, fm.target + ": " + strerror(errno));
+      return 1;
+    }
+    for (uint64_t i = 0; i < m->count; i++) {
+      const daxfs_extent& e = m->extents[i];
+      extents.push_back({{"logical", e.logical}, {"physical", e.physical}, {"length", e.length},
+                         {"flags", flag_names(e.flags)}});
+      start = e.logical + e.length;
+    }
+    if (m->count < DAXFS_FIEMAP_MAX) break;
+  }
+  if (fm.json) {
+    std::cout << nlohmann::json{{"file", fm.target}, {"extents", extents}}.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << fm.target << ":\n";
+  int n = 0;
+  for (auto& e : extents)
+    std::cout << "  " << n++ << ": [" << e["logical"].get<uint64_t>() << ".."
+              << e["logical"].get<uint64_t>() + e["length"].get<uint64_t>() - 1 << "]: device "
+              << e["physical"].get<uint64_t>() << ".." << e["physical"].get<uint64_t>() + e["length"].get<uint64_t>() - 1
+              << " (" << e["length"].get<uint64_t>() << " bytes)"
+              << (e["flags"].empty() ? "" : " " + join(e["flags"].get<std::vector<std::string>>())) << "\n";
+  return 0;
+}
+
 // inode -> path below a mount point, by walking it (the kernel knows the names).
 std::map<uint64_t, std::string>* g_paths;
 std::string g_root;
@@ -140,190 +208,166 @@ int record_path(const char* path, const struct stat* st, int, FTW*) {
   return 0;
 }
 
-}  // namespace
+// The rows of device range [offset, end) and the paths of their owners.
+struct FsMap {
+  std::vector<fs::Filesystem::MapRow> rows;
+  std::map<uint64_t, std::string> paths;
+};
 
-void register_reflink_commands(CLI::App& app, int& status) {
-  for (bool dedupe : {false, true}) {
-    auto a = std::make_shared<RemapArgs>();
-    auto* sub = app.add_subcommand(dedupe ? "dedupe" : "reflink",
-                                   dedupe ? "share a range only if its contents equal the source's (FIDEDUPERANGE)"
-                                          : "share a file's blocks with another (FICLONERANGE)");
-    sub->add_option("src", a->src, "source file")->required();
-    sub->add_option("dst", a->dst, dedupe ? "destination file" : "destination file (created if missing)")->required();
-    sub->add_option("--src-offset", a->src_offset, "bytes (block-aligned), default 0");
-    sub->add_option("--dst-offset", a->dst_offset, "bytes (block-aligned), default 0");
-    sub->add_option("--length", a->length, dedupe ? "bytes; default: the rest of the source"
-                                                  : "bytes; default (or 0): to the source's EOF");
-    sub->callback([a, dedupe, &status] { status = remap(dedupe ? "dedupe" : "reflink", *a, dedupe); });
+// From a mounted filesystem: its FSMAP ioctl, a batch at a time, and a walk of the mount for
+// the paths. Prints the error itself.
+bool fsmap_mounted(const char* cmd, const std::string& mountpoint, uint64_t offset, uint64_t end, FsMap& out) {
+  Fd m;
+  if (!open_file(cmd, mountpoint, O_RDONLY | O_DIRECTORY, m)) return false;
+  auto q = std::make_unique<daxfs_fsmap>();
+  uint64_t start = offset, skip = 0;
+  for (;;) {
+    *q = {};
+    q->start = start;
+    q->end = end;
+    q->skip = skip;
+    if (ioctl(m.fd, DAXFS_IOC_FSMAP, q.get()) != 0) {
+      print_error(cmd, mountpoint + ": " + strerror(errno));
+      return false;
+    }
+    for (uint64_t i = 0; i < q->count; i++) {
+      const daxfs_fsmap_row& r = q->rows[i];
+      out.rows.push_back({r.physical, r.length, r.kind, r.ino, r.logical, r.flags});
+      skip = r.physical == start ? skip + 1 : 1;
+      start = r.physical;
+    }
+    if (q->count < DAXFS_FSMAP_MAX) break;
   }
+  g_paths = &out.paths;
+  g_root = mountpoint;
+  nftw(mountpoint.c_str(), record_path, 64, FTW_PHYS | FTW_MOUNT);
+  g_paths = nullptr;
+  return true;
+}
 
-  struct UnshareArgs {
-    std::string file, offset, length;
-  };
+// From an unmounted device: mounts it read-only in this process. Prints the error itself.
+bool fsmap_unmounted(const char* cmd, const std::string& device, uint64_t offset, uint64_t end, FsMap& out) {
+  auto d = pmemdev::Device::open(device, {});
+  if (!d) {
+    print_error(cmd, device + ": " + strerror(d.error()));
+    return false;
+  }
+  std::string why;
+  fs::MountOptions ro;
+  ro.read_only = fs::ReadOnly::kYes;
+  auto f = fs::Filesystem::mount(std::move(d).value(), ro, why);
+  if (!f) {
+    print_error(cmd, device + ": " + (why.empty() ? strerror(f.error()) : why));
+    return false;
+  }
+  out.rows = (*f)->fsmap(offset, end, 0, SIZE_MAX);
+  for (auto& [ino, p] : (*f)->paths()) out.paths[ino] = p;
+  (*f)->unmount();
+  return true;
+}
+
+void print_fsmap(const std::string& device, FsMap& map, bool json) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : map.rows) {
+    nlohmann::json j = {{"physical", r.physical}, {"length", r.length}, {"kind", kind_name(r.kind)}};
+    if (r.ino) {
+      j["inode"] = r.ino;
+      if (map.paths.count(r.ino)) j["path"] = map.paths[r.ino];
+    }
+    if (r.kind == DAXFS_OWN_DATA) {
+      j["offset"] = r.logical;
+      j["flags"] = flag_names(r.flags);
+    }
+    out.push_back(j);
+  }
+  if (json) {
+    std::cout << nlohmann::json{{"device", device}, {"rows", out}}.dump(2) << "\n";
+    return;
+  }
+  for (auto& j : out) {
+    std::cout << j["physical"].get<uint64_t>() << ".." << j["physical"].get<uint64_t>() + j["length"].get<uint64_t>() - 1
+              << " " << j["kind"].get<std::string>();
+    if (j.contains("inode")) std::cout << " inode " << j["inode"].get<uint64_t>();
+    if (j.contains("path")) std::cout << " " << j["path"].get<std::string>();
+    if (j.contains("offset")) std::cout << " offset " << j["offset"].get<uint64_t>();
+    if (j.contains("flags") && !j["flags"].empty()) std::cout << " " << join(j["flags"].get<std::vector<std::string>>());
+    std::cout << "\n";
+  }
+}
+
+int fsmap(const MapArgs& a) {
+  const char* cmd = "fsmap";
+  uint64_t offset = 0, length = UINT64_MAX;
+  if (!size_option(cmd, "--offset", a.offset, offset) || !size_option(cmd, "--length", a.length, length)) return 1;
+  uint64_t end = length > UINT64_MAX - offset ? UINT64_MAX : offset + length;
+  offset = offset / 4096 * 4096;
+  std::string mountpoint;
+  auto dev = resolve_device(a.target, &mountpoint);
+  if (!dev) {
+    print_error(cmd, a.target + ": " + (dev.error() == ENOTBLK ? "not a daxfs mount point or device file"
+                                                               : strerror(dev.error())));
+    return 1;
+  }
+  if (mountpoint.empty()) mountpoint = mount_of_device(*dev);
+  FsMap map;
+  bool ok = mountpoint.empty() ? fsmap_unmounted(cmd, *dev, offset, end, map)
+                               : fsmap_mounted(cmd, mountpoint, offset, end, map);
+  if (!ok) return 1;
+  print_fsmap(*dev, map, a.json);
+  return 0;
+}
+
+void register_remap_command(CLI::App& app, int& status, Remap kind) {
+  bool dedupe = kind == Remap::kDedupe;
+  const char* name = dedupe ? "dedupe" : "reflink";
+  auto a = std::make_shared<RemapArgs>();
+  auto* sub = app.add_subcommand(name,
+                                 dedupe ? "share a range only if its contents equal the source's (FIDEDUPERANGE)"
+                                        : "share a file's blocks with another (FICLONERANGE)");
+  sub->add_option("src", a->src, "source file")->required();
+  sub->add_option("dst", a->dst, dedupe ? "destination file" : "destination file (created if missing)")->required();
+  sub->add_option("--src-offset", a->src_offset, "bytes (block-aligned), default 0");
+  sub->add_option("--dst-offset", a->dst_offset, "bytes (block-aligned), default 0");
+  sub->add_option("--length", a->length, dedupe ? "bytes; default: the rest of the source"
+                                                : "bytes; default (or 0): to the source's EOF");
+  sub->callback([a, kind, name, &status] { status = remap(name, *a, kind); });
+}
+
+void register_unshare_command(CLI::App& app, int& status) {
   auto u = std::make_shared<UnshareArgs>();
   auto* sub = app.add_subcommand("unshare", "give a range private copies of its shared blocks (FALLOC_FL_UNSHARE_RANGE)");
   sub->add_option("file", u->file, "file")->required();
   sub->add_option("--offset", u->offset, "bytes, default 0");
   sub->add_option("--length", u->length, "bytes, default: to EOF");
-  sub->callback([u, &status] {
-    const char* cmd = "unshare";
-    daxfs_range r{};
-    if (!size_option(cmd, "--offset", u->offset, r.offset) || !size_option(cmd, "--length", u->length, r.length))
-      return void(status = 1);
-    Fd f;
-    if (!open_file(cmd, u->file, O_WRONLY, f)) return void(status = 1);
-    struct stat st;
-    fstat(f.fd, &st);
-    if (u->length.empty()) r.length = static_cast<uint64_t>(st.st_size) > r.offset ? st.st_size - r.offset : 0;
-    if (r.length == 0) return void(status = 0);
-    if (ioctl(f.fd, DAXFS_IOC_UNSHARE_RANGE, &r) != 0) {
-      print_error(cmd, u->file + ": " + strerror(errno));
-      return void(status = 1);
-    }
-    status = 0;
-  });
+  sub->callback([u, &status] { status = unshare(*u); });
+}
 
-  struct MapArgs {
-    std::string target, offset, length;
-    bool json = false;
-  };
-  auto fm = std::make_shared<MapArgs>();
-  sub = app.add_subcommand("fiemap", "a file's extents: logical, physical (device byte offset), length, flags");
-  sub->add_option("file", fm->target, "file")->required();
-  sub->add_flag("--json", fm->json, "print one JSON document");
-  sub->callback([fm, &status] {
-    const char* cmd = "fiemap";
-    Fd f;
-    if (!open_file(cmd, fm->target, O_RDONLY, f)) return void(status = 1);
-    auto m = std::make_unique<daxfs_fiemap>();
-    nlohmann::json extents = nlohmann::json::array();
-    uint64_t start = 0;
-    for (;;) {
-      *m = {};
-      m->start = start;
-      if (ioctl(f.fd, DAXFS_IOC_FIEMAP, m.get()) != 0) {
-        print_error(cmd, fm->target + ": " + strerror(errno));
-        return void(status = 1);
-      }
-      for (uint64_t i = 0; i < m->count; i++) {
-        const daxfs_extent& e = m->extents[i];
-        extents.push_back({{"logical", e.logical}, {"physical", e.physical}, {"length", e.length},
-                           {"flags", flag_names(e.flags)}});
-        start = e.logical + e.length;
-      }
-      if (m->count < DAXFS_FIEMAP_MAX) break;
-    }
-    if (fm->json) {
-      std::cout << nlohmann::json{{"file", fm->target}, {"extents", extents}}.dump(2) << "\n";
-    } else {
-      std::cout << fm->target << ":\n";
-      int n = 0;
-      for (auto& e : extents)
-        std::cout << "  " << n++ << ": [" << e["logical"].get<uint64_t>() << ".."
-                  << e["logical"].get<uint64_t>() + e["length"].get<uint64_t>() - 1 << "]: device "
-                  << e["physical"].get<uint64_t>() << ".." << e["physical"].get<uint64_t>() + e["length"].get<uint64_t>() - 1
-                  << " (" << e["length"].get<uint64_t>() << " bytes)"
-                  << (e["flags"].empty() ? "" : " " + join(e["flags"].get<std::vector<std::string>>())) << "\n";
-    }
-    status = 0;
-  });
+void register_fiemap_command(CLI::App& app, int& status) {
+  auto a = std::make_shared<MapArgs>();
+  auto* sub = app.add_subcommand("fiemap", "a file's extents: logical, physical (device byte offset), length, flags");
+  sub->add_option("file", a->target, "file")->required();
+  sub->add_flag("--json", a->json, "print one JSON document");
+  sub->callback([a, &status] { status = fiemap(*a); });
+}
 
-  auto fs_args = std::make_shared<MapArgs>();
-  sub = app.add_subcommand("fsmap", "the reverse map: every device range with its owners, metadata kind, or free");
-  sub->add_option("target", fs_args->target, "MOUNTPOINT or DEVICE")->required();
-  sub->add_option("--offset", fs_args->offset, "device byte offset, default 0");
-  sub->add_option("--length", fs_args->length, "bytes, default: to the end");
-  sub->add_flag("--json", fs_args->json, "print one JSON document");
-  sub->callback([fs_args, &status] {
-    const char* cmd = "fsmap";
-    uint64_t offset = 0, length = UINT64_MAX;
-    if (!size_option(cmd, "--offset", fs_args->offset, offset) || !size_option(cmd, "--length", fs_args->length, length))
-      return void(status = 1);
-    uint64_t end = length > UINT64_MAX - offset ? UINT64_MAX : offset + length;
-    offset = offset / 4096 * 4096;
-    std::string mountpoint;
-    auto dev = resolve_device(fs_args->target, &mountpoint);
-    if (!dev) {
-      print_error(cmd, fs_args->target + ": " + (dev.error() == ENOTBLK ? "not a daxfs mount point or device file"
-                                                                        : strerror(dev.error())));
-      return void(status = 1);
-    }
-    if (mountpoint.empty()) mountpoint = mount_of_device(*dev);
-    std::vector<fs::Filesystem::MapRow> rows;
-    std::map<uint64_t, std::string> paths;
-    if (!mountpoint.empty()) {
-      Fd m;
-      if (!open_file(cmd, mountpoint, O_RDONLY | O_DIRECTORY, m)) return void(status = 1);
-      auto q = std::make_unique<daxfs_fsmap>();
-      uint64_t start = offset, skip = 0;
-      for (;;) {
-        *q = {};
-        q->start = start;
-        q->end = end;
-        q->skip = skip;
-        if (ioctl(m.fd, DAXFS_IOC_FSMAP, q.get()) != 0) {
-          print_error(cmd, mountpoint + ": " + strerror(errno));
-          return void(status = 1);
-        }
-        for (uint64_t i = 0; i < q->count; i++) {
-          const daxfs_fsmap_row& r = q->rows[i];
-          rows.push_back({r.physical, r.length, r.kind, r.ino, r.logical, r.flags});
-          skip = r.physical == start ? skip + 1 : 1;
-          start = r.physical;
-        }
-        if (q->count < DAXFS_FSMAP_MAX) break;
-      }
-      g_paths = &paths;
-      g_root = mountpoint;
-      nftw(mountpoint.c_str(), record_path, 64, FTW_PHYS | FTW_MOUNT);
-      g_paths = nullptr;
-    } else {
-      // Unmounted: read the device itself, read-only.
-      auto d = pmemdev::Device::open(*dev, {});
-      if (!d) {
-        print_error(cmd, *dev + ": " + strerror(d.error()));
-        return void(status = 1);
-      }
-      std::string why;
-      fs::MountOptions ro;
-      ro.read_only = fs::ReadOnly::kYes;
-      auto f = fs::Filesystem::mount(std::move(d).value(), ro, why);
-      if (!f) {
-        print_error(cmd, *dev + ": " + (why.empty() ? strerror(f.error()) : why));
-        return void(status = 1);
-      }
-      rows = (*f)->fsmap(offset, end, 0, SIZE_MAX);
-      for (auto& [ino, p] : (*f)->paths()) paths[ino] = p;
-      (*f)->unmount();
-    }
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& r : rows) {
-      nlohmann::json j = {{"physical", r.physical}, {"length", r.length}, {"kind", kind_name(r.kind)}};
-      if (r.ino) {
-        j["inode"] = r.ino;
-        if (paths.count(r.ino)) j["path"] = paths[r.ino];
-      }
-      if (r.kind == DAXFS_OWN_DATA) {
-        j["offset"] = r.logical;
-        j["flags"] = flag_names(r.flags);
-      }
-      out.push_back(j);
-    }
-    if (fs_args->json) {
-      std::cout << nlohmann::json{{"device", *dev}, {"rows", out}}.dump(2) << "\n";
-    } else {
-      for (auto& j : out) {
-        std::cout << j["physical"].get<uint64_t>() << ".." << j["physical"].get<uint64_t>() + j["length"].get<uint64_t>() - 1
-                  << " " << j["kind"].get<std::string>();
-        if (j.contains("inode")) std::cout << " inode " << j["inode"].get<uint64_t>();
-        if (j.contains("path")) std::cout << " " << j["path"].get<std::string>();
-        if (j.contains("offset")) std::cout << " offset " << j["offset"].get<uint64_t>();
-        if (j.contains("flags") && !j["flags"].empty()) std::cout << " " << join(j["flags"].get<std::vector<std::string>>());
-        std::cout << "\n";
-      }
-    }
-    status = 0;
-  });
+void register_fsmap_command(CLI::App& app, int& status) {
+  auto a = std::make_shared<MapArgs>();
+  auto* sub = app.add_subcommand("fsmap", "the reverse map: every device range with its owners, metadata kind, or free");
+  sub->add_option("target", a->target, "MOUNTPOINT or DEVICE")->required();
+  sub->add_option("--offset", a->offset, "device byte offset, default 0");
+  sub->add_option("--length", a->length, "bytes, default: to the end");
+  sub->add_flag("--json", a->json, "print one JSON document");
+  sub->callback([a, &status] { status = fsmap(*a); });
+}
+
+}  // namespace
+
+void register_reflink_commands(CLI::App& app, int& status) {
+  register_remap_command(app, status, Remap::kClone);
+  register_remap_command(app, status, Remap::kDedupe);
+  register_unshare_command(app, status);
+  register_fiemap_command(app, status);
+  register_fsmap_command(app, status);
 }
 
 }  // namespace daxfs::cli

@@ -203,6 +203,8 @@ Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uin
   store_inode(txn, *dst);
   TRY(commit_locked(txn));
   counters_.clones++;
+  lock.unlock();
+  if (layout_) layout_->remapped(dst_ino);  // outside the lock: it talks to the kernel
   return count;
 }
 
@@ -238,6 +240,8 @@ Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint
   store_inode(txn, *dst);  // contents are unchanged: no mtime update (as XFS)
   TRY(commit_locked(txn));
   counters_.dedupes++;
+  lock.unlock();
+  if (layout_) layout_->remapped(dst_ino);  // outside the lock: it talks to the kernel
   return out;
 }
 

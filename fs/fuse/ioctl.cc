@@ -87,14 +87,6 @@ class Caller {
 // bits decide (with an ACL, the group bits are its mask).
 fs::Filesystem::AccessStep bits_of(const struct stat& st) { return {st.st_mode, st.st_uid, st.st_gid, false}; }
 
-// After a remap changed a file under the kernel: its attributes now (no page is touched, so this
-// request thread may send it), its cached pages (page cache mode only) from the invalidation worker.
-void remapped(fuse_req_t req, uint64_t ino) {
-  fuse_ino_t nodeid = to_nodeid(req, ino);
-  fuse_lowlevel_notify_inval_inode(daemon_of(req).se, nodeid, -1, 0);
-  if (!fs_of(req).is_dax(ino)) daemon_of(req).pages.queue(nodeid);
-}
-
 // Reads `length` bytes at `address` in the calling process (process_vm_readv). For the few
 // commands whose _IOR encoding hides an input from the FUSE kernel (XFS_IOC_GOINGDOWN's flags).
 // False when the daemon may not read the caller (another user's process for a non-root daemon).
@@ -229,7 +221,6 @@ void ioctl_remap(fuse_req_t req, const IoctlCall& call, Remap kind) {
     args.bytes = *r;
     args.status = 0;
   }
-  if (!(kind == Remap::kDedupe && args.status)) remapped(req, call.ino);
   fuse_reply_ioctl(req, 0, &args, sizeof args);
 }
 

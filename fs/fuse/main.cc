@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fs/fuse/kernel_caches.h"
 #include "fs/fuse/ops.h"
 
 namespace {
@@ -168,10 +169,13 @@ int main(int argc, char** argv) {
   if (fuse_set_signal_handlers(se) != 0) die("cannot install signal handlers");
   if (fuse_session_mount(se, mountpoint.c_str()) != 0) die("cannot mount on " + mountpoint);
   daemon.se = se;
-  daxfs::fuse::install_shutdown_hook(daemon);
+  daxfs::fuse::KernelCaches caches(**fs);
+  caches.attach(se);
+  (*fs)->set_layout_sink(&caches);
+  (*fs)->set_shutdown_hook([&caches] { caches.shut_down(); });
   if (fuse_daemonize(a.foreground ? 1 : 0) != 0) die("cannot go into the background");
   (*fs)->start();
-  daemon.pages.start(se);  // after the fork: threads do not survive it
+  caches.start();  // after the fork: threads do not survive it
 
   // libfuse's thread pool by default; -s serves requests from one thread. Every handler is a
   // short memory operation, so either is correct; which is faster depends on how the machine
@@ -188,8 +192,8 @@ int main(int argc, char** argv) {
   // Unmount first: it releases the device, so no failure notice can shut the filesystem down
   // (and start an invalidator) once the session is going away.
   (*fs)->unmount();
-  daemon.pages.stop();
-  if (daemon.invalidator.joinable()) daemon.invalidator.join();
+  (*fs)->set_layout_sink(nullptr);
+  caches.stop();
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);

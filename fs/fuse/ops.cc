@@ -336,52 +336,6 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
 
 }  // namespace
 
-void Invalidator::start(fuse_session* se) {
-  se_ = se;
-  thread_ = std::thread([this] { run(); });
-}
-
-void Invalidator::stop() {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void Invalidator::queue(fuse_ino_t nodeid) {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    pending_.push_back(nodeid);
-  }
-  cv_.notify_all();
-}
-
-void Invalidator::run() {
-  std::unique_lock<std::mutex> lock(mu_);
-  for (;;) {
-    cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
-    std::vector<fuse_ino_t> batch;
-    batch.swap(pending_);
-    lock.unlock();
-    for (fuse_ino_t n : batch) fuse_lowlevel_notify_inval_inode(se_, n, 0, 0);
-    lock.lock();
-    if (stopping_ && pending_.empty()) return;
-  }
-}
-
-void install_shutdown_hook(Daemon& daemon) {
-  daemon.fs->set_shutdown_hook([&daemon] {
-    daemon.invalidator = std::thread([&daemon] {
-      for (uint64_t ino : daemon.fs->referenced_inodes()) {
-        fuse_ino_t nodeid = ino == daemon.fs->root_ino() ? FUSE_ROOT_ID : ino;
-        fuse_lowlevel_notify_inval_inode(daemon.se, nodeid, -1, 0);  // attributes only
-      }
-    });
-  });
-}
-
 void assign_operations(fuse_lowlevel_ops& ops) {
   ops.init = op_init;
   ops.destroy = op_destroy;

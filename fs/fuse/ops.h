@@ -14,9 +14,10 @@
 // page locks, which a request still in flight may hold while it waits for this daemon's reply:
 // sent from a request thread (the only one, with -s) it can deadlock. So page invalidations go
 // to the Invalidator's own thread; only attribute invalidations (which touch no page) are sent
-// from request threads. The shutdown hook runs on whatever thread shut the filesystem down,
-// possibly with the Filesystem's lock held, and must not call back into it: its attribute
-// invalidations (which need referenced_inodes()) run on a thread of their own (Daemon::invalidator).
+// from request threads. All of it is the filesystem's layout sink, KernelCaches
+// (fs/fuse/kernel_caches.h): the shutdown notice runs on whatever thread shut the filesystem
+// down, possibly with the Filesystem's lock held, so its attribute invalidations (which need
+// referenced_inodes()) run on a thread of their own.
 #pragma once
 
 #define FUSE_USE_VERSION 34
@@ -31,37 +32,13 @@
 
 namespace daxfs::fuse {
 
-// Page-cache invalidations that must not run on a request thread (see above): queued here from
-// any thread, sent in order by a worker of their own. queue() is thread-safe; start() and stop()
-// are called once each, by main().
-class Invalidator {
- public:
-  void start(fuse_session* se);
-  void stop();  // sends what is queued, then joins
-  void queue(fuse_ino_t nodeid);
-
- private:
-  void run();
-  fuse_session* se_ = nullptr;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<fuse_ino_t> pending_;
-  bool stopping_ = false;
-  std::thread thread_;
-};
-
 struct Daemon {
   fs::Filesystem* fs = nullptr;
   fuse_session* se = nullptr;
-  std::thread invalidator;  // drops the kernel's cached attributes after a shutdown
-  Invalidator pages;        // drops page-cached data a remap changed under the kernel
   double timeout = 1.0;  // entry and attribute cache timeout, seconds
   unsigned max_write = 1 << 20;
 };
 
 void assign_operations(fuse_lowlevel_ops& ops);
-// Makes a shutdown visible to stat(2) too: after it, the kernel's cached attributes of every
-// inode it knows are invalidated (from a thread of its own, never from a request handler).
-void install_shutdown_hook(Daemon& daemon);
 
 }  // namespace daxfs::fuse

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "pmemdev/result.h"
+#include "common/result.h"
 
 namespace daxfs::dax {
 

@@ -8,7 +8,7 @@
 #include <map>
 #include <vector>
 
-#include "pmemdev/result.h"
+#include "common/result.h"
 
 namespace daxfs::fs {
 

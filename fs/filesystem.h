@@ -29,7 +29,7 @@
 #include "fs/rmap.h"
 #include "pmemdev/device.h"
 #include "pmemdev/holder.h"
-#include "pmemdev/result.h"
+#include "common/result.h"
 
 namespace daxfs::fs {
 

@@ -10,7 +10,7 @@
 
 #include "fs/format.h"
 #include "pmemdev/device.h"
-#include "pmemdev/result.h"
+#include "common/result.h"
 
 namespace daxfs::fs {
 

@@ -15,7 +15,7 @@
 #include "fs/inode.h"
 #include "fs/journal.h"
 #include "fs/rmap.h"
-#include "pmemdev/result.h"
+#include "common/result.h"
 
 namespace daxfs::fs {
 

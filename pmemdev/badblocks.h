@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "pmemdev/result.h"
+#include "common/result.h"
 
 namespace daxfs::pmemdev {
 

@@ -12,17 +12,17 @@
 #include "pmemdev/control.h"
 
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <climits>
 #include <cstring>
+
+#include "common/futex.h"
+#include "common/robust_mutex.h"
 
 namespace daxfs::pmemdev {
 
@@ -30,17 +30,6 @@ namespace {
 constexpr uint64_t kMagic = 0x4c54434d454d5044ULL;  // "DPMEMCTL"
 constexpr uint32_t kVersion = 1;
 
-long futex(std::atomic<uint32_t>* word, int op, uint32_t val, const timespec* timeout) {
-  // Not FUTEX_PRIVATE: the word lives in a shared file mapping and other processes wait on it.
-  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, val, timeout, nullptr, 0);
-}
-
-void futex_wake_all(std::atomic<uint32_t>* word) { futex(word, FUTEX_WAKE, INT_MAX, nullptr); }
-
-void futex_wait_ms(std::atomic<uint32_t>* word, uint32_t seen, int timeout_ms) {
-  timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-  futex(word, FUTEX_WAIT, seen, &ts);
-}
 }  // namespace
 
 struct ControlLayout {
@@ -60,20 +49,11 @@ struct ControlLayout {
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
-// Scoped hold of the robust mutex.
-class ControlFile::Locked {
+// Scoped hold of the robust mutex. A previous owner that died holding it left the
+// double-buffered table whole: nothing to repair.
+class ControlFile::Locked : public RobustLock {
  public:
-  explicit Locked(ControlLayout* l) : l_(l) {
-    int rc = pthread_mutex_lock(&l_->lock);
-    // The previous owner died holding the lock: the double-buffered table is still whole.
-    if (rc == EOWNERDEAD) pthread_mutex_consistent(&l_->lock);
-  }
-  ~Locked() { pthread_mutex_unlock(&l_->lock); }
-  Locked(const Locked&) = delete;
-  Locked& operator=(const Locked&) = delete;
-
- private:
-  ControlLayout* l_;
+  explicit Locked(ControlLayout* l) : RobustLock(&l->lock) {}
 };
 
 Result<std::unique_ptr<ControlFile>> ControlFile::open(const std::string& device_path) {
@@ -109,12 +89,7 @@ Result<std::unique_ptr<ControlFile>> ControlFile::open(const std::string& device
       return fail(EPROTO);
     }
     memset(p, 0, sizeof(ControlLayout));
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&l->lock, &attr);
-    pthread_mutexattr_destroy(&attr);
+    init_robust_mutex(&l->lock);
     l->version = kVersion;
     l->layout_size = sizeof(ControlLayout);
     msync(p, sizeof(ControlLayout), MS_SYNC);  // the initialised body before the magic

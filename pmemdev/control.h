@@ -15,7 +15,7 @@
 
 #include "pmemdev/badblocks.h"
 #include "pmemdev/holder.h"
-#include "pmemdev/result.h"
+#include "common/result.h"
 
 namespace daxfs::pmemdev {
 

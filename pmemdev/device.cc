@@ -13,6 +13,8 @@
 #include <cstring>
 #include <limits>
 
+#include "common/scope_guard.h"
+
 namespace daxfs::pmemdev {
 
 const char* failure_kind_name(FailureKind kind) {
@@ -46,24 +48,6 @@ int open_media(const std::string& path, Create create, bool& created) {
   return ::open(path.c_str(), O_RDWR | O_CLOEXEC);
 }
 
-// Reverts a failed open's changes unless disarmed (abseil's absl::Cleanup shape).
-class RevertGuard {
- public:
-  RevertGuard(const std::string& path, const OpenChanges& changes) : path_(path), changes_(changes) {}
-  ~RevertGuard() {
-    if (!armed_) return;
-    Status st = Device::revert(path_, changes_);
-    if (!st) fprintf(stderr, "pmemdev: %s: cannot undo a failed open: %s\n", path_.c_str(), strerror(st.error()));
-  }
-  RevertGuard(const RevertGuard&) = delete;
-  RevertGuard& operator=(const RevertGuard&) = delete;
-  void disarm() { armed_ = false; }
-
- private:
-  const std::string& path_;
-  const OpenChanges& changes_;
-  bool armed_ = true;
-};
 }  // namespace
 
 Result<std::unique_ptr<Device>> Device::open(const std::string& path, const OpenOptions& opts) {
@@ -76,7 +60,10 @@ Result<std::unique_ptr<Device>> Device::open(const std::string& path, const Open
   d->fd_ = open_media(path, opts.create, d->changes_.created_media);
   if (d->fd_ < 0) return error(errno);
   // Declared after d: runs first on a failed return, while d (its fds, its mapping) is alive.
-  RevertGuard revert(d->path_, d->changes_);
+  ScopeGuard revert([&d] {
+    Status st = Device::revert(d->path_, d->changes_);
+    if (!st) fprintf(stderr, "pmemdev: %s: cannot undo a failed open: %s\n", d->path_.c_str(), strerror(st.error()));
+  });
   struct stat st;
   if (fstat(d->fd_, &st) != 0) return error(errno);
   if (!S_ISREG(st.st_mode)) return error(EINVAL);

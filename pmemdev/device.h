@@ -13,7 +13,7 @@
 
 #include "pmemdev/control.h"
 #include "pmemdev/holder.h"
-#include "pmemdev/result.h"
+#include "common/result.h"
 
 struct pmem2_map;
 struct pmem2_source;

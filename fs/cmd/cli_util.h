@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "pmemdev/result.h"
+#include "common/result.h"
 
 namespace daxfs::cli {
 

@@ -138,9 +138,12 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
     RecordLoc loc = TRY(alloc_record_locked(txn, *in));
     in->free_records.push_back(loc);
   }
-  // Device ranges this write stores whole blocks of (partial blocks are never poisoned here:
-  // checked above), cleared of poison once the data is durable.
-  std::vector<BlockRange> written;
+  // Poisoned device ranges this write stores whole blocks of (partial blocks are never
+  // poisoned here: checked above), cleared once the data is durable. Usually none: no allocation.
+  std::vector<BlockRange> recovered;
+  auto note_written = [&](BlockRange r) {
+    if (dev_->poisoned(r.start * kBlockSize, r.length * kBlockSize)) recovered.push_back(r);
+  };
   uint64_t pos = first;
   while (pos < end) {
     auto it = in->extents.upper_bound(pos);
@@ -151,7 +154,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
         Extent e = prev->second;
         uint64_t run_end = std::min(end, estart + e.length);
         uint64_t phys = e.physical + (pos - estart);
-        written.push_back({phys, run_end - pos});
+        note_written({phys, run_end - pos});
         if (!e.unwritten()) {
           copy_in(phys, pos, run_end, offset, data, size, false);
         } else {
@@ -172,7 +175,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
     }
     while (pos < hole_end) {
       BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
-      written.push_back(r);
+      note_written(r);
       copy_in(r.start, pos, pos + r.length, offset, data, size, true);
       TRY(map_locked(txn, *in, pos, r.start, r.length, 0));
       pos += r.length;
@@ -187,9 +190,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   // A recovery write (Linux dax_recovery_write): the new data is durable (the commit drained
   // it), so poison in the blocks it replaced whole can go now. A crash in between leaves the
   // poison and the new data; the write can be repeated.
-  for (const BlockRange& r : written)
-    if (dev_->poisoned(r.start * kBlockSize, r.length * kBlockSize))
-      TRY(dev_->clear_error(r.start * kBlockSize, r.length * kBlockSize));
+  for (const BlockRange& r : recovered) TRY(dev_->clear_error(r.start * kBlockSize, r.length * kBlockSize));
   counters_.writes++;
   counters_.bytes_written += size;
   return size;

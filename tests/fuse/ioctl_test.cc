@@ -23,10 +23,6 @@
 using namespace daxfs::test;
 
 namespace {
-void spit(const std::string& path, const std::string& data) {
-  std::ofstream(path, std::ios::binary) << data;
-}
-
 struct Fd {
   int fd;
   Fd(const std::string& path, int flags) : fd(open(path.c_str(), flags | O_CLOEXEC, 0644)) { REQUIRE(fd >= 0); }

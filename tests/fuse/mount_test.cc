@@ -23,16 +23,6 @@
 
 using namespace daxfs::test;
 
-namespace {
-void spit(const std::string& path, const std::string& data) {
-  int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
-  REQUIRE(fd >= 0);
-  REQUIRE(write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()));
-  REQUIRE(fsync(fd) == 0);
-  close(fd);
-}
-}  // namespace
-
 TEST_CASE("a real mount serves POSIX calls and keeps them across a remount", "[fuse]") {
   Mount m;
   spit(m.path("a"), "hello world");

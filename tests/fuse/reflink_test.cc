@@ -17,9 +17,6 @@
 using namespace daxfs::test;
 
 namespace {
-void spit(const std::string& path, const std::string& data) {
-  std::ofstream(path, std::ios::binary) << data;
-}
 std::string random_bytes(size_t n, unsigned seed) {
   std::string s(n, '\0');
   for (size_t i = 0; i < n; i++) s[i] = static_cast<char>((i * 2654435761u + seed) >> 13);

@@ -59,6 +59,14 @@ inline bool is_mounted(const std::string& mnt) {
   return false;
 }
 
+// Creates or replaces `path` with `data`, checked.
+inline void spit(const std::string& path, const std::string& data) {
+  int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()));
+  close(fd);
+}
+
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});

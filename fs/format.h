@@ -1,6 +1,7 @@
 // The daxfs on-media format (version 1). Every structure here is stored little-endian at a fixed
 // place on the pmem device; see docs/format.md for the picture and the persist ordering.
-// Plain data only: no behaviour, no thread-safety concerns.
+// Plain data, and the one rule of what superblock geometry is possible (geometry_error(), shared
+// by the mount and fsck.daxfs); no thread-safety concerns.
 #pragma once
 
 #include <cstddef>
@@ -18,6 +19,8 @@ inline constexpr uint64_t kDirMagic = 0x5249444453465844ULL;      // "DXFSDDIR"
 inline constexpr uint64_t kJournalMagic = 0x4c4e524a53465844ULL;  // "DXFSJRNL"
 inline constexpr uint64_t kRefcountMagic = 0x4346455253465844ULL;  // "DXFSREFC"
 inline constexpr uint64_t kMinDeviceSize = 16ULL << 20;
+inline constexpr uint64_t kMinBlocks = kMinDeviceSize / kBlockSize;  // the smallest filesystem
+inline constexpr uint64_t kMinJournalBlocks = 16;
 inline constexpr uint64_t kMaxFileSize = INT64_MAX;  // as XFS: MAX_LFS_FILESIZE
 // One past the last file block: the block holding byte kMaxFileSize - 1 is 2^51 - 1.
 inline constexpr uint64_t kMaxFileBlocks = (kMaxFileSize + 4095) / 4096;
@@ -50,6 +53,20 @@ struct SuperBlock {
   uint8_t reserved[4096 - 152];
 };
 static_assert(sizeof(SuperBlock) == kBlockSize);
+
+// Why the superblock's geometry is impossible on a device of `device_blocks` whole blocks, or
+// nullptr when a mount can trust it. The one rule the mount refuses by (fs/mount.cc) and fsck.daxfs
+// repairs to (fs/fsck/geometry.cc), so that the two cannot disagree. Geometry only: the chunk
+// chain and the root are checked with the rest of the metadata.
+inline const char* geometry_error(const SuperBlock& sb, uint64_t device_blocks) {
+  if (sb.block_size != kBlockSize) return "the block size is not 4096";
+  if (sb.block_count > device_blocks) return "the filesystem is larger than its device";
+  if (sb.block_count < kMinBlocks) return "the filesystem is smaller than 16 MiB";
+  if (sb.journal_start != 1) return "the journal does not start at block 1";
+  if (sb.journal_blocks < kMinJournalBlocks || sb.journal_blocks > sb.block_count / 4)
+    return "the journal's size is outside 16 blocks .. a quarter of the filesystem";
+  return nullptr;
+}
 
 // An inode lives in slot 1..15 of an inode chunk block; its number is (block << 4) | slot, so the
 // number says where it is (as XFS inode numbers do). Slot 0 of a chunk holds the chunk header.

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "fs/filesystem.h"
@@ -218,6 +219,10 @@ class Loader {
   Status load_inode(Inode& in) {
     std::string who = "inode " + std::to_string(in.ino);
     if (in.is_reg()) {
+      // Never trust an impossible size: the post-EOF trim at mount would free every block past
+      // it (fsck.daxfs sets it from the extents instead, keeping the data).
+      if (in.d.size > kMaxFileSize)
+        return corrupt(who + " has an impossible file size " + std::to_string(in.d.size));
       in.record_blocks = TRY(chain(in, kExtentMagic));
       for (uint64_t b : in.record_blocks) {
         for (uint32_t slot = 0; slot < kExtentsPerBlock; slot++) {
@@ -345,19 +350,26 @@ Status Filesystem::check_superblock(const pmemdev::Device& device, std::string& 
     why = "the filesystem uses unknown features";
     return error(EPROTONOSUPPORT);
   }
-  if (sb->block_size != kBlockSize || sb->version != kFormatVersion) {
-    why = "unsupported block size or version";
+  if (sb->version != kFormatVersion) {
+    why = "unsupported format version " + std::to_string(sb->version) + " (run fsck.daxfs)";
     return error(EINVAL);
   }
-  if (sb->block_count > device.size() / kBlockSize) {
+  // The geometry rule fsck.daxfs repairs to (fs/format.h): what one refuses, the other reports.
+  uint64_t device_blocks = device.size() / kBlockSize;
+  if (sb->block_size == kBlockSize && sb->block_count > device_blocks) {
     why = "the device (" + std::to_string(device.size()) + " bytes) is smaller than its filesystem (" +
-          std::to_string(sb->block_count * kBlockSize) + " bytes)";
+          std::to_string(sb->block_count * kBlockSize) + " bytes) (run fsck.daxfs)";
     return error(EINVAL);
   }
-  if (sb->block_count < kMinDeviceSize / kBlockSize || sb->journal_start != 1 || sb->journal_blocks < 16 ||
-      sb->journal_blocks > sb->block_count / 4 || sb->first_chunk >= sb->block_count ||
-      ino_block(sb->root_ino) >= sb->block_count) {
-    why = "the superblock's geometry is corrupt (run fsck.daxfs)";
+  if (const char* bad = geometry_error(*sb, device_blocks)) {
+    why = std::string("the superblock's geometry is corrupt: ") + bad + " (run fsck.daxfs)";
+    return error(sb->block_size != kBlockSize ? EINVAL : EUCLEAN);
+  }
+  // Pointers the Loader would follow before it can say which one is wrong (fsck.daxfs checks them
+  // with the chunk chain and the root).
+  if (sb->first_chunk >= sb->block_count || ino_block(sb->root_ino) >= sb->block_count) {
+    why = "the superblock's geometry is corrupt: the inode chunk chain or the root is outside the filesystem "
+          "(run fsck.daxfs)";
     return error(EUCLEAN);
   }
   return {};
@@ -378,10 +390,16 @@ Result<std::unique_ptr<Filesystem>> Filesystem::finish_mount(std::unique_ptr<Fil
     }
     // Written blocks past EOF are what a crash in the middle of a long truncate leaves: their
     // old data must never come back through a later extension. (Unwritten ones are
-    // preallocation, legal past EOF.)
+    // preallocation, legal past EOF.) The Loader refused any size past kMaxFileSize, so EOF is
+    // a valid size here and the rounding cannot wrap.
     for (auto& [ino, in] : fs->inodes_) {
       if (!in->is_reg()) continue;
-      uint64_t eof = (in->d.size + kBlockSize - 1) / kBlockSize;
+      if (in->d.size > kMaxFileSize) {
+        fprintf(stderr, "daxfs: BUG: inode %llu has size %llu past the maximum after loading\n",
+                static_cast<unsigned long long>(ino), static_cast<unsigned long long>(in->d.size));
+        abort();
+      }
+      uint64_t eof = in->d.size / kBlockSize + (in->d.size % kBlockSize != 0);
       std::vector<std::pair<uint64_t, uint64_t>> stale;
       auto it = in->extents.upper_bound(eof);
       if (it != in->extents.begin()) --it;

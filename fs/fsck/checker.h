@@ -31,10 +31,36 @@ struct Fix {
   std::vector<InPlaceWrite> prepare;
 };
 
+// What a check saw that says how well the superblock it was given fits the rest of the metadata:
+// the geometry stage (geometry.cc) and the chunk-head recovery (chunk_head.cc) compare candidate
+// superblocks by it. Counted on the filesystem as the planned repairs leave it.
+struct Evidence {
+  uint64_t reached = 0;      // inodes reachable from the root through entries, before any reconnection
+  uint64_t data_blocks = 0;  // blocks mapped by the extents of the files kept
+  uint64_t errors = 0;       // problems of severity kError
+  uint64_t oldest_chunk = 0;  // the chunk chain's last block: mkfs.daxfs puts it right after the journal
+  bool head_broken = false;   // the superblock's link to the chunk chain leads to no inode chunk
+  uint64_t unchained_chunks = 0;  // entries naming an inode in an inode chunk the chain does not reach
+  // References to blocks past the device's end, but inside CheckOptions::claimed_blocks: a
+  // device truncated below its metadata.
+  uint64_t past_end = 0;
+  uint64_t first_past_end = 0;  // the first such block met
+};
+
 struct CheckResult {
   std::vector<Problem> problems;
   std::vector<Fix> fixes;  // in the order they must be committed
   Stats stats;
+  Evidence evidence;
+};
+
+struct CheckOptions {
+  // The block count the media claims, when it is more than the device has: references between
+  // the device's end and it are counted in Evidence::past_end.
+  uint64_t claimed_blocks = 0;
+  // When the superblock's link to the chunk chain is broken, or leaves out chunks that entries
+  // name, look for the chain's real head (chunk_head.cc): the only time fsck scans the device.
+  bool recover_head = true;
 };
 
 // Checks the filesystem on `image`. `sb` is its superblock as check_superblock() accepted (and
@@ -42,6 +68,6 @@ struct CheckResult {
 // planned against the state left by the fixes before it, so they must be committed in order;
 // the driver re-checks afterwards, since one repair can expose another problem.
 // Never crashes on corrupt media; throws only std::bad_alloc.
-CheckResult check_filesystem(const Image& image, const fs::SuperBlock& sb);
+CheckResult check_filesystem(const Image& image, const fs::SuperBlock& sb, const CheckOptions& options = {});
 
 }  // namespace daxfs::fsck

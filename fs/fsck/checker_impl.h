@@ -20,6 +20,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -44,7 +45,7 @@ std::string printable(const std::string& name);
 
 class Checker {
  public:
-  Checker(const Image& image, const fs::SuperBlock& sb);
+  Checker(const Image& image, const fs::SuperBlock& sb, const CheckOptions& options = {});
   CheckResult run();
 
  private:
@@ -89,6 +90,7 @@ class Checker {
   // names.cc
   void resolve_root();
   void check_entries();
+  void note_unchained(uint64_t ino);
   void check_dir_links();
   void check_connectivity();
   void break_loops(const std::vector<uint64_t>& unreached_dirs, std::map<uint64_t, uint64_t>& container,
@@ -119,8 +121,15 @@ class Checker {
   std::optional<uint64_t> free_extent_record(const Node& n);
   Node* live(uint64_t ino);  // an inode in use and not dropped, or nullptr
 
+  // Every block number read from the media goes through here, so this is also where references
+  // past the device's end (a truncated device) are counted.
   bool range_ok(uint64_t start, uint64_t length) const {
-    return start >= data_start_ && start < limit_ && length > 0 && length <= limit_ - start;
+    bool ok = start >= data_start_ && start < limit_ && length > 0 && length <= limit_ - start;
+    uint64_t end = img_.blocks();
+    if (!ok && start < claimed_ && (start >= end || length > end - start)) {
+      if (past_end_++ == 0) first_past_end_ = std::max(start, end);
+    }
+    return ok;
   }
   bool block_ok(uint64_t b) const { return range_ok(b, 1); }
   bool reflink() const { return (sb_.features & fs::kFeatureReflink) != 0; }
@@ -129,6 +138,8 @@ class Checker {
   fs::SuperBlock sb_;  // as it will be once the planned repairs are committed
   uint64_t data_start_;
   uint64_t limit_;
+  uint64_t claimed_;  // CheckOptions::claimed_blocks
+  mutable uint64_t past_end_ = 0, first_past_end_ = 0;
   BlockMap map_;
   std::map<uint64_t, Node> nodes_;    // ordered: deterministic reports and claim order
   std::vector<uint64_t> free_slots_;  // free inode slots of the loaded chunks, ascending

@@ -54,9 +54,12 @@ class Run {
     Image image(*dev_);
     SuperCheck sc = check_superblock(image);
     if (!sc.fatal.empty()) return fail(sc.fatal);
-    journal(image, sc.sb);
-    sc = check_superblock(image);  // the replayed transaction may have rewritten the superblock
-    if (!sc.fatal.empty()) return fail(sc.fatal);
+    if (!sc.unrepairable.empty()) return unrepairable(sc.unrepairable);
+    if (journal(image, sc.sb)) {
+      sc = check_superblock(image);  // the replayed transaction may have rewritten the superblock
+      if (!sc.fatal.empty()) return fail(sc.fatal);
+      if (!sc.unrepairable.empty()) return unrepairable(sc.unrepairable);
+    }
     superblock(sc);
     passes(image);
     finish();
@@ -70,13 +73,21 @@ class Run {
   }
   bool repairing() const { return opts_.mode == Mode::kRepair; }
 
-  void journal(Image& image, const fs::SuperBlock& sb) {
+  // A geometry no repair can make right (a truncated device): reported, nothing written, exit 4.
+  // Checking the rest under a geometry that is known wrong would only plan damage.
+  void unrepairable(const std::string& why) {
+    add(Problem{"device_size", 0, why});
+    finish();
+  }
+
+  // Returns whether a committed transaction was replayed (on the media, or into the overlay).
+  bool journal(Image& image, const fs::SuperBlock& sb) {
     JournalScan scan = scan_journal(image, sb);
-    if (scan.state == JournalState::kEmpty) return;
+    if (scan.state == JournalState::kEmpty) return false;
     fs::Journal j(*dev_, sb.journal_start, sb.journal_blocks);
     Problem p;
     switch (scan.state) {
-      case JournalState::kEmpty: return;
+      case JournalState::kEmpty: return false;
       case JournalState::kTorn:
         p = {"journal_torn", 0, "the journal holds an incomplete commit record, which a mount discards",
              Severity::kInfo};
@@ -102,6 +113,7 @@ class Run {
     p.repaired = repairing();
     r_.modified |= repairing();
     add(p);
+    return scan.state == JournalState::kCommitted;
   }
 
   void superblock(const SuperCheck& sc) {
@@ -124,9 +136,16 @@ class Run {
   void passes(Image& image) {
     for (;;) {
       if (repairing()) {
-        SuperCheck sc = check_superblock(image);  // repairs may have moved the root or chunk head
-        if (!sc.fatal.empty()) return fail(sc.fatal);
-        sb_ = sc.sb;
+        // Repairs may have moved the root or the chunk head. The geometry was decided once, on
+        // the evidence, and committed: it is not decided again on a filesystem half repaired.
+        fs::SuperBlock media;
+        if (!image.read_obj(0, media)) return fail("the superblock cannot be read");
+        media.version = sb_.version;
+        media.block_size = sb_.block_size;
+        media.block_count = sb_.block_count;
+        media.journal_start = sb_.journal_start;
+        media.journal_blocks = sb_.journal_blocks;
+        sb_ = media;
       }
       CheckResult cr = check_filesystem(image, sb_);
       r_.passes++;

@@ -31,16 +31,30 @@ const char* type_name(uint32_t mode) {
 void Checker::resolve_root() {
   root_ = sb_.root_ino;
   Node* r = live(root_);
-  if (r && r->is_dir()) return;
-  std::string why = r ? "is not a directory" : "is not an inode in use";
-  // The root is the one directory that is its own parent: a surviving one can take its place.
-  uint64_t candidate = 0;
-  for (auto& [ino, n] : nodes_) {
-    if (!n.dropped && n.is_dir() && n.d.parent == ino) {
-      candidate = ino;
-      break;
+  // The root is the one directory that is its own parent (and that no entry names): a surviving
+  // one can take its place.
+  std::vector<uint64_t> own_parent;
+  for (auto& [ino, n] : nodes_)
+    if (!n.dropped && n.is_dir() && n.d.parent == ino) own_parent.push_back(ino);
+  if (r && r->is_dir()) {
+    // A superblock naming another directory (one field gone wrong) would otherwise hang the real
+    // root and everything in it under the wrong one's /lost+found.
+    if (r->d.parent == root_ || own_parent.size() != 1) return;
+    uint64_t real = own_parent[0];
+    for (auto& [ino, n] : nodes_) {
+      if (n.dropped || !n.is_dir()) continue;
+      for (const Entry& e : n.entries)
+        if (e.ino == real) return;  // named: not a root after all
     }
+    size_t p = report("root", root_,
+                      "the superblock's root (inode " + num(root_) + ") is a directory whose parent is " +
+                          num(r->d.parent) + "; directory " + num(real) + ", its own parent, becomes the root");
+    root_ = sb_.root_ino = real;
+    plan_write(p, offsetof(fs::SuperBlock, root_ino), root_);
+    return;
   }
+  std::string why = r ? "is not a directory" : "is not an inode in use";
+  uint64_t candidate = own_parent.empty() ? 0 : own_parent[0];
   std::string detail = "the root directory (inode " + num(root_) + ") " + why + "; ";
   if (candidate != 0) {
     size_t p = report("root", root_, detail + "directory " + num(candidate) + ", its own parent, becomes the root");
@@ -68,6 +82,7 @@ void Checker::check_entries() {
       std::string shown = "the entry '" + printable(e.name) + "'";
       Node* t = live(e.ino);
       if (t == nullptr) {
+        note_unchained(e.ino);
         remove_entry(e, "dirent_dangling", ino,
                      shown + " names inode " + num(e.ino) + ", which is not in use; it is removed");
         continue;
@@ -130,6 +145,7 @@ void Checker::check_connectivity() {
       if (t && reached.insert(e.ino).second && t->is_dir()) queue.push_back(e.ino);
     }
   }
+  out_.evidence.reached = reached.size();
   std::map<uint64_t, uint64_t> container;        // directory -> the directory holding its entry
   std::unordered_map<uint64_t, uint64_t> names;  // inode -> entries naming it
   for (auto& [ino, n] : nodes_) {
@@ -294,6 +310,18 @@ void Checker::check_counts() {
   }
 }
 
+// An entry naming an inode that is not in use, in a block that holds an inode chunk the chain
+// does not reach: evidence that the chain's head is wrong (check_filesystem() looks for the real one).
+void Checker::note_unchained(uint64_t ino) {
+  uint64_t b = fs::ino_block(ino);
+  if (fs::ino_slot(ino) == 0 || !block_ok(b)) return;
+  auto o = map_.find(b, 1);
+  if (o && o->kind == OwnerKind::kChunk) return;
+  uint64_t magic;
+  memcpy(&magic, img_.block(b), sizeof magic);
+  if (magic == fs::kChunkMagic) out_.evidence.unchained_chunks++;
+}
+
 // The superblock's next generation is written only at a clean unmount and the mount takes the
 // highest in use + 1 anyway, so a stale one is no problem; inodes fsck creates get a fresh one.
 void Checker::note_generations() {
@@ -319,6 +347,7 @@ void Checker::collect_stats() {
   for (auto& [ino, n] : nodes_) {
     if (n.dropped) continue;
     s.inodes++;
+    if (n.is_reg()) out_.evidence.data_blocks += n.data_blocks;
     if (n.is_dir())
       s.directories++;
     else if (n.is_reg())

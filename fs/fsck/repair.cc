@@ -27,11 +27,12 @@ std::string printable(const std::string& name) {
   return out;
 }
 
-Checker::Checker(const Image& image, const fs::SuperBlock& sb)
+Checker::Checker(const Image& image, const fs::SuperBlock& sb, const CheckOptions& options)
     : img_(image),
       sb_(sb),
       data_start_(sb.journal_start + sb.journal_blocks),
       limit_(std::min(sb.block_count, image.blocks())),
+      claimed_(options.claimed_blocks),
       alloc_cursor_(data_start_) {}
 
 CheckResult Checker::run() {
@@ -51,12 +52,10 @@ CheckResult Checker::run() {
   check_refcounts();  // after every repair that changes mappings
   check_poison();
   collect_stats();
+  for (const Problem& p : out_.problems) out_.evidence.errors += p.severity == Severity::kError;
+  out_.evidence.past_end = past_end_;
+  out_.evidence.first_past_end = first_past_end_;
   return std::move(out_);
-}
-
-CheckResult check_filesystem(const Image& image, const fs::SuperBlock& sb) {
-  Checker checker(image, sb);
-  return checker.run();
 }
 
 size_t Checker::report(std::string kind, uint64_t ino, std::string detail, Severity severity) {

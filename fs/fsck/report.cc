@@ -32,6 +32,11 @@ std::string format_text(const Report& r) {
     else if (p.severity == Severity::kError)
       left++;
   }
+  if (r.passes == 0) {  // stopped at the superblock: there are no counts to show
+    out << r.device << ": not checked further: " << left << " error" << (left == 1 ? "" : "s")
+        << " left uncorrected\n";
+    return out.str();
+  }
   out << r.device << ": " << s.inodes << " inodes (" << s.directories << " directories, " << s.files << " files, "
       << s.symlinks << " symlinks, " << s.special << " special), " << s.used_blocks << "/" << s.block_count
       << " blocks used";

@@ -33,7 +33,10 @@ bool valid_type(uint32_t mode) {
 void Checker::load_chunks() {
   uint64_t link = offsetof(fs::SuperBlock, first_chunk);  // where the pointer to `b` lives
   uint64_t b = sb_.first_chunk;
-  if (b == 0) report("chunk_chain", 0, "the superblock names no inode chunk (every inode is lost)");
+  if (b == 0) {
+    report("chunk_chain", 0, "the superblock names no inode chunk (every inode is lost)");
+    out_.evidence.head_broken = true;
+  }
   while (b != 0) {
     std::string why;
     fs::ChunkHeader h{};
@@ -51,10 +54,14 @@ void Checker::load_chunks() {
                         "the inode chunk chain's link to block " + num(b) + " " + why + "; the chain is cut there" +
                             (cycle ? "" : " (the inodes of the rest of the chain are lost)"));
       plan_write(p, link, uint64_t{0});
-      if (link == offsetof(fs::SuperBlock, first_chunk)) sb_.first_chunk = 0;
+      if (link == offsetof(fs::SuperBlock, first_chunk)) {
+        sb_.first_chunk = 0;
+        out_.evidence.head_broken = true;
+      }
       break;
     }
     map_.claim(b, 1, {OwnerKind::kChunk, 0});
+    out_.evidence.oldest_chunk = b;
     const char* p = img_.block(b);
     for (uint32_t slot = 1; slot < fs::kInodesPerChunk; slot++) {
       Node n;

@@ -7,20 +7,13 @@
 #include <cstring>
 #include <functional>
 
+#include "fs/fsck/geometry.h"
 #include "fs/journal.h"
 
 namespace daxfs::fsck {
 
 namespace {
 std::string num(uint64_t v) { return std::to_string(v); }
-constexpr uint64_t kMinJournalBlocks = 16;  // Filesystem::mount's lower bound
-
-// The journal geometry mkfs.daxfs (fs/mkfs.cc) writes for a filesystem of `block_count` blocks.
-uint64_t mkfs_journal_blocks(uint64_t block_count) { return std::min<uint64_t>(1024, block_count / 16); }
-
-bool journal_ok(const fs::SuperBlock& sb) {
-  return sb.journal_start == 1 && sb.journal_blocks >= kMinJournalBlocks && sb.journal_blocks <= sb.block_count / 4;
-}
 
 // Walks the entries of the transaction in the journal area `area` as Journal::apply() does,
 // calling fn(offset, data, length) for each; returns why the walk failed, or "".
@@ -77,38 +70,19 @@ SuperCheck check_superblock(const Image& image) {
     out.fatal = "the filesystem uses unknown features (" + num(sb.features & ~fs::kKnownFeatures) + ")";
     return out;
   }
-  auto fix = [&](std::string detail) { out.problems.push_back(Problem{"superblock", 0, std::move(detail)}); };
   if (sb.version != fs::kFormatVersion) {
-    fix("the format version " + num(sb.version) + " becomes " + num(fs::kFormatVersion));
+    out.problems.push_back(Problem{"superblock", 0,
+                                   "the format version " + num(sb.version) + " becomes " + num(fs::kFormatVersion)});
     sb.version = fs::kFormatVersion;
   }
-  if (sb.block_size != fs::kBlockSize) {
-    fix("the block size " + num(sb.block_size) + " becomes " + num(fs::kBlockSize) + ", the only one daxfs has");
-    sb.block_size = fs::kBlockSize;
+  GeometryDecision g = decide_geometry(image, sb);
+  if (!g.unrepairable.empty()) {
+    out.unrepairable = std::move(g.unrepairable);
+    out.problems.clear();
+    return out;
   }
-  uint64_t device_blocks = image.blocks();
-  if (sb.block_count > device_blocks || sb.block_count < 4 * kMinJournalBlocks) {
-    if (device_blocks < 4 * kMinJournalBlocks) {
-      out.fatal = "the device (" + num(device_blocks) + " blocks) is too small to hold a daxfs";
-      return out;
-    }
-    fix("the block count " + num(sb.block_count) + " does not fit the device; it becomes the device's " +
-        num(device_blocks));
-    sb.block_count = device_blocks;
-  }
-  if (!journal_ok(sb)) {
-    fs::SuperBlock mkfs = sb;
-    mkfs.journal_start = 1;
-    mkfs.journal_blocks = mkfs_journal_blocks(sb.block_count);
-    if (!journal_ok(mkfs)) {
-      out.fatal = "the journal geometry is corrupt and the filesystem is too small to restore it";
-      return out;
-    }
-    fix("the journal geometry (start " + num(sb.journal_start) + ", " + num(sb.journal_blocks) +
-        " blocks) is impossible; mkfs.daxfs's (start 1, " + num(mkfs.journal_blocks) + " blocks) is restored");
-    sb.journal_start = mkfs.journal_start;
-    sb.journal_blocks = mkfs.journal_blocks;
-  }
+  sb = g.sb;
+  out.problems.insert(out.problems.end(), g.problems.begin(), g.problems.end());
   return out;
 }
 

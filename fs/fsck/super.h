@@ -17,14 +17,17 @@ struct SuperCheck {
   fs::SuperBlock sb{};
   // One per corrected field; the superblock must be rewritten when this is not empty.
   std::vector<Problem> problems;
-  // Not a daxfs fsck can check (wrong magic, newer version, unknown features, too small):
+  // Not a daxfs fsck can check (wrong magic, newer version, unknown features, no superblock):
   // the reason, for an exit 8. Empty otherwise.
   std::string fatal;
+  // A daxfs whose geometry cannot be repaired (a device smaller than any daxfs, or truncated
+  // below its metadata): why, and what to do, for an exit 4 with nothing written. Empty otherwise.
+  std::string unrepairable;
 };
 
-// Validates magic, version, features, block size, block count against the device, and the
-// journal geometry (restored to what mkfs.daxfs wrote when it is impossible). The inode chunk
-// chain and the root are the checker's business.
+// Validates magic, version and features, then decides the geometry (block size, block count, the
+// journal's place and size) on the evidence (geometry.h). The inode chunk chain and the root are
+// the checker's business.
 SuperCheck check_superblock(const Image& image);
 
 enum class JournalState {

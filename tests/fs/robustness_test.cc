@@ -1,12 +1,14 @@
 // Operations on unbounded numbers of extents stay inside the journal; ENOSPC is found before
-// anything changes; a crash in the middle of a long truncate never brings old data back.
-// (Found by review; each case failed before its fix.)
+// anything changes; a crash in the middle of a long truncate never brings old data back; the
+// mount never frees data on the strength of an invalid field, and refuses an impossible geometry
+// pointing at fsck.daxfs. (Found by review and issue 7; each case failed before its fix.)
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <thread>
 
@@ -156,4 +158,91 @@ TEST_CASE("a clone over finely alternating reference counts stays inside the jou
   CHECK_FALSE(f->is_shut_down());
   f.remount();  // the mount re-verifies every refcount record against the mappings
   CHECK(f->file_info(e)->data_blocks == blocks);
+}
+
+namespace {
+// Writes `value` at device byte `offset` of an unmounted filesystem's device.
+template <typename T>
+void poke(const std::string& path, uint64_t offset, const T& value) {
+  auto d = daxfs::pmemdev::Device::open(path, {});
+  REQUIRE(d);
+  REQUIRE(offset + sizeof value <= (*d)->size());
+  (*d)->memcpy_persist((*d)->base() + offset, &value, sizeof value);
+}
+uint64_t size_offset(uint64_t ino) {
+  return daxfs::fs::ino_block(ino) * 4096 + daxfs::fs::ino_slot(ino) * 256 + offsetof(daxfs::fs::DiskInode, size);
+}
+}  // namespace
+
+TEST_CASE("mount refuses an impossible file size instead of trimming the file's data",
+          "[fs][robust][corrupt]") {
+  // Issue 7, item 6: a size of 2^64 - 1 rounded EOF to block 0, and the post-EOF trim at mount
+  // freed every extent of the file.
+  for (uint64_t size : {~uint64_t{0}, uint64_t{1} << 63, (uint64_t{1} << 63) + 1}) {
+    INFO("size " << size);
+    FsFixture f;
+    const std::string data(5 * 4096, 'K');
+    uint64_t ino = f.make_file(f.root(), "k", data);
+    f.unmount();
+    poke(f.path(), size_offset(ino), size);
+    auto d = daxfs::pmemdev::Device::open(f.path(), {});
+    REQUIRE(d);
+    std::string why;
+    auto m = daxfs::fs::Filesystem::mount(std::move(d).value(), {}, why);
+    CHECK(m.error() == EUCLEAN);
+    CHECK(why.find("size") != std::string::npos);
+    CHECK(why.find("fsck.daxfs") != std::string::npos);
+    CHECK(std::count(why.begin(), why.end(), '\n') == 0);
+    // Nothing was freed: with the size back, every byte is there.
+    poke(f.path(), size_offset(ino), uint64_t{data.size()});
+    f.mount();
+    CHECK(f->counters().post_eof_trimmed == 0);
+    CHECK(f->file_info(ino)->data_blocks == 5);
+    CHECK(f.read_all(ino) == data);
+  }
+}
+
+TEST_CASE("the post-EOF trim at mount keeps every block inside the largest valid size", "[fs][robust]") {
+  FsFixture f;
+  const std::string data(3 * 4096, 'M');
+  uint64_t ino = f.make_file(f.root(), "m", data);
+  f.unmount();
+  poke(f.path(), size_offset(ino), daxfs::fs::kMaxFileSize);
+  f.mount();
+  CHECK(f->counters().post_eof_trimmed == 0);
+  CHECK(f->file_info(ino)->data_blocks == 3);
+  std::string got(data.size(), '\0');
+  REQUIRE(f->read(ino, 0, got.size(), got.data()).value() == got.size());
+  CHECK(got == data);
+}
+
+TEST_CASE("mount refuses an impossible superblock geometry with one line pointing at fsck.daxfs",
+          "[fs][robust][corrupt]") {
+  FsFixture f;  // 64 MiB: 16384 blocks, a 1024-block journal
+  f.unmount();
+  auto refused = [&](const std::string& what, const std::string& phrase) {
+    INFO(what);
+    auto d = daxfs::pmemdev::Device::open(f.path(), {});
+    REQUIRE(d);
+    std::string why;
+    auto m = daxfs::fs::Filesystem::mount(std::move(d).value(), {}, why);
+    CHECK_FALSE(m);
+    CHECK(why.find(phrase) != std::string::npos);
+    CHECK(why.find("fsck.daxfs") != std::string::npos);
+  };
+  const size_t count = offsetof(daxfs::fs::SuperBlock, block_count);
+  for (uint64_t blocks : {uint64_t{100}, uint64_t{1024}, uint64_t{2048}, uint64_t{3000}}) {
+    poke(f.path(), count, blocks);
+    refused("block_count " + std::to_string(blocks), "geometry");
+  }
+  poke(f.path(), count, uint64_t{1} << 40);
+  refused("block_count 2^40", "smaller than its filesystem");
+  poke(f.path(), count, uint64_t{16384});
+  poke(f.path(), offsetof(daxfs::fs::SuperBlock, journal_blocks), uint64_t{15});
+  refused("journal_blocks 15", "geometry");
+  poke(f.path(), offsetof(daxfs::fs::SuperBlock, journal_blocks), uint64_t{1024});
+  REQUIRE(truncate(f.path().c_str(), 8 << 20) == 0);
+  refused("a device cut to 8 MiB", "smaller than its filesystem");
+  REQUIRE(truncate(f.path().c_str(), 64 << 20) == 0);
+  f.mount();  // the tail reads as zeros, where nothing was stored
 }

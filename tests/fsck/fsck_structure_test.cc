@@ -291,3 +291,36 @@ TEST_CASE("an xattr blob with a repeated name or a broken ACL keeps its other at
   CHECK(f->getxattr(file, "user.a").value() == "1");
   CHECK(f->listxattr(file).value() == std::string("user.a\0", 7));
 }
+
+TEST_CASE("an impossible file size is set from the extents; until then the mount refuses the device",
+          "[fsck]") {
+  // Issue 7, item 6: the mount took 2^64 - 1, rounded EOF to block 0 and trimmed every extent.
+  for (uint64_t size : {~uint64_t{0}, uint64_t{1} << 63, (uint64_t{1} << 63) + 4095}) {
+    INFO("size " << size);
+    FsckFixture fx;
+    const std::string data(3 * fs::kBlockSize, 'D');
+    uint64_t ino;
+    {
+      auto f = fx.mount();
+      ino = make_file(*f, f->root_ino(), "f", data);
+    }
+    fx.put_inode_field(ino, offsetof(fs::DiskInode, size), size);
+    const std::string before = fx.media();
+    std::string why;
+    CHECK_FALSE(fx.mounts(&why));
+    CHECK(why.find("size") != std::string::npos);
+    CHECK(why.find("fsck.daxfs") != std::string::npos);
+    bool unchanged = fx.media() == before;  // nothing trimmed, nothing written
+    CHECK(unchanged);
+    auto n = fx.check();
+    CHECK(n.exit_code == fsck::kExitUncorrected);
+    CHECK(has_problem(n, "inode_size", ino));
+    repaired_and_clean(fx);
+    CHECK(fx.inode(ino).size == data.size());
+    auto f = fx.mount();
+    CHECK(f->counters().post_eof_trimmed == 0);
+    std::string got(data.size(), '\0');
+    CHECK(f->read(ino, 0, got.size(), got.data()).value() == data.size());
+    CHECK(got == data);
+  }
+}

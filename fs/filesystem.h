@@ -192,7 +192,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   void shutdown(const std::string& reason);
   // Called once, from whatever thread shuts the filesystem down (possibly with mu_ held): it must
   // not call back into the filesystem synchronously.
-  void set_shutdown_hook(std::function<void()> hook) { shutdown_hook_ = std::move(hook); }
   // The layout sink (daxcore/layout.h): told before a file's blocks change under processes
   // that may map them. Set once after mount, before requests are served; null: nobody maps.
   void set_layout_sink(dax::LayoutSink* sink) { layout_ = sink; }
@@ -222,6 +221,9 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   uint64_t inode_offset(uint64_t ino) const { return ino_block(ino) * kBlockSize + ino_slot(ino) * kInodeSize; }
   void store_inode(Txn& txn, Inode& in);
   Status commit_locked(Txn& txn);
+  // ENOSPC unless `blocks` and kReserveBlocks more are free (record blocks and inode chunks an
+  // operation may need beyond its estimate); statfs reports free space net of them.
+  static constexpr uint64_t kReserveBlocks = 8;
   Status reserve_locked(uint64_t blocks) const;
   Result<BlockRange> alloc_locked(uint64_t want, uint64_t goal);
   // Commits `txn` (with `in` stored) once it holds a quarter of the journal: for loops over
@@ -350,7 +352,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   uint64_t root_ = 0;
   uint64_t next_generation_ = 1;
   std::atomic<bool> shutdown_{false};
-  std::function<void()> shutdown_hook_;
   dax::LayoutSink* layout_ = nullptr;
   bool mounted_ = false;
   Counters counters_;

@@ -448,7 +448,7 @@ void Filesystem::unmount() {
 void Filesystem::shutdown(const std::string& reason) {
   if (shutdown_.exchange(true)) return;
   fprintf(stderr, "daxfs: %s: filesystem shut down: %s\n", dev_->path().c_str(), reason.c_str());
-  if (shutdown_hook_) shutdown_hook_();
+  if (layout_) layout_->shut_down();
 }
 
 std::vector<uint64_t> Filesystem::referenced_inodes() {
@@ -502,7 +502,7 @@ Filesystem::DirtyGuard::~DirtyGuard() {
 
 Status Filesystem::reserve_locked(uint64_t blocks) const {
   // Keep a few blocks for the record blocks and inode chunks an operation may need.
-  if (alloc_.free_blocks() < blocks + 8) return error(ENOSPC);
+  if (alloc_.free_blocks() < blocks + kReserveBlocks) return error(ENOSPC);
   return {};
 }
 
@@ -520,8 +520,11 @@ struct statvfs Filesystem::statfs() {
   s.f_bsize = kBlockSize;
   s.f_frsize = kBlockSize;
   s.f_blocks = sb_->block_count;
-  s.f_bfree = alloc_.free_blocks();
-  s.f_bavail = alloc_.free_blocks();
+  // Net of the blocks every operation keeps back (as XFS reports f_bfree/f_bavail net of its
+  // reserve pool): what statfs promises, an allocation can have.
+  uint64_t free = alloc_.free_blocks();
+  s.f_bfree = free > kReserveBlocks ? free - kReserveBlocks : 0;
+  s.f_bavail = s.f_bfree;
   s.f_ffree = free_inos_.size() + alloc_.free_blocks() * (kInodesPerChunk - 1);
   s.f_favail = s.f_ffree;
   s.f_files = inodes_.size() + s.f_ffree;

@@ -172,7 +172,6 @@ int main(int argc, char** argv) {
   daxfs::fuse::KernelCaches caches(**fs);
   caches.attach(se);
   (*fs)->set_layout_sink(&caches);
-  (*fs)->set_shutdown_hook([&caches] { caches.shut_down(); });
   if (fuse_daemonize(a.foreground ? 1 : 0) != 0) die("cannot go into the background");
   (*fs)->start();
   caches.start();  // after the fork: threads do not survive it

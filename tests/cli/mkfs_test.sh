@@ -16,21 +16,10 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-fails=0 n=0
-ok() { n=$((n+1)); echo "ok $n - $1"; }
-bad() { n=$((n+1)); fails=$((fails+1)); echo "not ok $n - $1"; }
+source "$(dirname "$0")/tap.sh"
 check() { # check NAME CMD...: CMD succeeds
   local name=$1; shift
   if "$@"; then ok "$name"; else bad "$name"; fi
-}
-expect_fail() { # expect_fail NAME PATTERN CMD...: fails with one stderr line matching PATTERN
-  local name=$1 pat=$2; shift 2
-  local err; err=$("$@" 2>&1 >/dev/null); local rc=$?
-  if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] && grep -qE "$pat" <<<"$err"; then
-    ok "$name"
-  else
-    bad "$name (rc=$rc): $err"
-  fi
 }
 mode() { stat -c %a "$1"; }
 size() { stat -c %s "$1"; }
@@ -163,5 +152,4 @@ else
   bad "-f -s 64M"
 fi
 
-echo "# $((n-fails)) passed, $fails failed"
-[ $fails -eq 0 ]
+tap_done

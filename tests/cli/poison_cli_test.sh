@@ -9,22 +9,7 @@ dir=$(mktemp -d /dev/shm/daxfs-cli-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 dev="$dir/pmem0"
 truncate -s 4G "$dev"
-fails=0 n=0
-ok() { n=$((n+1)); echo "ok $n - $1"; }
-bad() { n=$((n+1)); fails=$((fails+1)); echo "not ok $n - $1"; }
-expect() { # expect NAME CMD...: succeeds
-  local name=$1; shift
-  if out=$("$@" 2>&1); then ok "$name"; else bad "$name: $out"; fi
-}
-expect_fail() { # expect_fail NAME PATTERN CMD...: fails with one stderr line matching PATTERN
-  local name=$1 pat=$2; shift 2
-  local err; err=$("$@" 2>&1 >/dev/null); local rc=$?
-  if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] && grep -qE "$pat" <<<"$err"; then
-    ok "$name"
-  else
-    bad "$name (rc=$rc): $err"
-  fi
-}
+source "$(dirname "$0")/tap.sh"
 
 expect "inject 8K+4K" "$ctl" inject-error "$dev" --offset 8K --length 4K
 json=$("$ctl" list-errors "$dev" --json)
@@ -60,5 +45,4 @@ if "$ctl" inject-error --help | grep -q -- "--offset"; then ok "--help"; else ba
 # Nothing was half-done by the refused commands.
 if "$ctl" list-errors "$dev" | grep -q "no badblocks"; then ok "refused commands changed nothing"; else bad "list changed"; fi
 
-echo "# $((n-fails)) passed, $fails failed"
-[ $fails -eq 0 ]
+tap_done

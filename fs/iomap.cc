@@ -95,7 +95,8 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
   if (length == 0) return error(EINVAL);
   if (offset >= kMaxFileSize) return error(EFBIG);
   uint64_t first = offset / kBlockSize;
-  uint64_t end = std::min<uint64_t>(kMaxFileBlocks, (std::min(offset + length - 1, kMaxFileSize - 1)) / kBlockSize + 1);
+  length = std::min(length, kMaxFileSize - offset);  // no overflow of offset + length below
+  uint64_t end = (offset + length - 1) / kBlockSize + 1;
   if (!(ops & (dax::kIomapWrite | dax::kIomapZero | dax::kIomapUnshare))) {
     std::shared_lock lock(mu_);
     TRY(check_alive());

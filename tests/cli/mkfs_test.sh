@@ -69,29 +69,20 @@ err=$("$mkfs" "$open_dev" 2>&1 >/dev/null); rc=$?
 [ "$(mode "$open_dev")" = 644 ] && ok "an existing file keeps its mode" || bad "mode changed to $(mode "$open_dev")"
 grep -qE "^mkfs.daxfs: warning: $open_dev is readable by other users \(mode 0644\).*chmod 600 $open_dev$" <<<"$err" &&
   ok "mkfs warns about a device others can read" || bad "mkfs warning: $err"
-if mount_dev "$open_dev" "$dir/err"; then
-  if [ "$(wc -l <"$dir/err")" -eq 1 ] &&
-     grep -qE "^daxfs: warning: $open_dev is readable by other users \(mode 0644\): they can read every file's data; chmod 600 $open_dev$" "$dir/err"; then
-    ok "mount of a 0644 device warns in one line"
+# expect_mount_warning NAME PATTERN: mounting $open_dev prints exactly one stderr line, matching.
+expect_mount_warning() {
+  if mount_dev "$open_dev" "$dir/err"; then
+    if [ "$(wc -l <"$dir/err")" -eq 1 ] && grep -qE "$2" "$dir/err"; then ok "$1"; else bad "$1: $(cat "$dir/err")"; fi
+    unmount "$open_dev" || bad "unmount $open_dev"
   else
-    bad "mount warning: $(cat "$dir/err")"
+    bad "$1: the mount failed: $(cat "$dir/err")"
   fi
-  unmount "$open_dev" || bad "unmount $open_dev"
-else
-  bad "mount of the 0644 device: $(cat "$dir/err")"
-fi
+}
+expect_mount_warning "mount of a 0644 device warns in one line" \
+  "^daxfs: warning: $open_dev is readable by other users \(mode 0644\): they can read every file's data; chmod 600 $open_dev$"
 chmod 600 "$open_dev" && chmod 666 "$open_dev.ctl"
-if mount_dev "$open_dev" "$dir/err"; then
-  if [ "$(wc -l <"$dir/err")" -eq 1 ] &&
-     grep -qE "^daxfs: warning: $open_dev.ctl is writable by other users \(mode 0666\).*chmod 600 $open_dev.ctl$" "$dir/err"; then
-    ok "mount warns about a control file others can write"
-  else
-    bad "control file warning: $(cat "$dir/err")"
-  fi
-  unmount "$open_dev" || bad "unmount $open_dev"
-else
-  bad "mount with a 0666 control file: $(cat "$dir/err")"
-fi
+expect_mount_warning "mount warns about a control file others can write" \
+  "^daxfs: warning: $open_dev.ctl is writable by other users \(mode 0666\).*chmod 600 $open_dev.ctl$"
 
 # --- Issue 7 item 7: a refused or failed mkfs changes nothing. ---
 cp --sparse=always "$dev" "$dir/before"

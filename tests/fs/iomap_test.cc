@@ -55,6 +55,11 @@ TEST_CASE("iomap_begin reports holes, unwritten and written ranges one kind at a
   CHECK(f->iomap_begin(f.root(), 0, kB, dax::kIomapRead).error() == EINVAL);
   CHECK(f->iomap_begin(999999, 0, kB, dax::kIomapRead).error() == ENOENT);
   CHECK(f->iomap_begin(ino, daxfs::fs::kMaxFileSize, kB, dax::kIomapRead).error() == EFBIG);
+  // The last block below 2^63 - 1 with a length that would overflow: clipped, a hole.
+  m = begin(f, ino, daxfs::fs::kMaxFileSize - kB, UINT64_MAX, dax::kIomapRead);
+  CHECK(m.type == dax::IomapType::kHole);
+  CHECK(m.offset == (daxfs::fs::kMaxFileSize - kB) / kB * kB);
+  CHECK(m.end() <= daxfs::fs::kMaxFileBlocks * kB);
 }
 
 TEST_CASE("a write begin makes holes and unwritten blocks written zeros in one transaction", "[fs][iomap]") {

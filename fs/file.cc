@@ -79,6 +79,7 @@ Status Filesystem::read_range_locked(const Inode& in, uint64_t offset, size_t n,
 }
 
 Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char* out) {
+  InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kRead));  // a write is seen whole or not at all
   std::shared_lock lock(mu_);
   TRY(check_alive());
   Inode* in = TRY(find(ino));
@@ -111,97 +112,12 @@ Status Filesystem::check_recovery_write_locked(const Inode& in, uint64_t offset,
   return {};
 }
 
-Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data, size_t size,
-                                 KillPriv kill_priv) {
-  std::unique_lock lock(mu_);
-  TRY(check_writable());
-  Inode* in = TRY(find(ino));
-  if (in->is_dir()) return error(EISDIR);
-  if (!in->is_reg()) return error(EINVAL);
-  if (size == 0) return size_t{0};
-  if (offset >= kMaxFileSize) return error(EFBIG);
-  size = static_cast<size_t>(std::min<uint64_t>(size, kMaxFileSize - offset));
-  uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
-  TRY(check_recovery_write_locked(*in, offset, size));
-  uint64_t shared = shared_blocks_locked(*in, first, end);
-  TRY(reserve_locked(blocks_to_map(*in, first, end) + shared + 2));
-  if (shared > 0) break_layout_locked(*in, first, end, dax::LayoutChange::kCow);
-  Txn txn;
-  DirtyGuard guard(*this, txn);
-  if (offset > in->d.size) TRY(zero_tail_locked(txn, *in, in->d.size));
-  // Copy-on-write: shared blocks in the range get private copies first (the bytes this write
-  // replaces are not copied); the loop below then writes them in place.
-  TRY(unshare_blocks_locked(txn, *in, first, end, offset, offset + size));
-  if (in->free_records.empty() && unmapped_blocks(*in, first, end) > 0) {
-    // Place a new record block before the data, not between this write's blocks and the next
-    // write's, which would split a sequentially written file into extents.
-    RecordLoc loc = TRY(alloc_record_locked(txn, *in));
-    in->free_records.push_back(loc);
-  }
-  // Poisoned device ranges this write stores whole blocks of (partial blocks are never
-  // poisoned here: checked above), cleared once the data is durable. Usually none: no allocation.
-  std::vector<BlockRange> recovered;
-  auto note_written = [&](BlockRange r) {
-    if (dev_->poisoned(r.start * kBlockSize, r.length * kBlockSize)) recovered.push_back(r);
-  };
-  uint64_t pos = first;
-  while (pos < end) {
-    auto it = in->extents.upper_bound(pos);
-    if (it != in->extents.begin()) {
-      auto prev = std::prev(it);
-      if (prev->first + prev->second.length > pos) {
-        uint64_t estart = prev->first;
-        Extent e = prev->second;
-        uint64_t run_end = std::min(end, estart + e.length);
-        uint64_t phys = e.physical + (pos - estart);
-        note_written({phys, run_end - pos});
-        if (!e.unwritten()) {
-          copy_in(phys, pos, run_end, offset, data, size, false);
-        } else {
-          // Unwritten: write the data, zero the rest of its blocks, then mark them written.
-          copy_in(phys, pos, run_end, offset, data, size, true);
-          TRY(unmap_locked(txn, *in, pos, run_end, false));
-          TRY(map_locked(txn, *in, pos, phys, run_end - pos, 0));
-        }
-        pos = run_end;
-        continue;
-      }
-    }
-    uint64_t hole_end = it == in->extents.end() ? end : std::min(end, it->first);
-    uint64_t goal = 0;
-    if (it != in->extents.begin()) {
-      auto prev = std::prev(it);
-      goal = prev->second.physical + prev->second.length + (pos - prev->first - prev->second.length);
-    }
-    while (pos < hole_end) {
-      BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
-      note_written(r);
-      copy_in(r.start, pos, pos + r.length, offset, data, size, true);
-      TRY(map_locked(txn, *in, pos, r.start, r.length, 0));
-      pos += r.length;
-      goal = r.end();
-    }
-  }
-  if (offset + size > in->d.size) in->d.size = offset + size;
-  if (kill_priv == KillPriv::kYes) strip_setid(*in);
-  touch(*in, true, true);
-  store_inode(txn, *in);
-  TRY(commit_locked(txn));  // drains the data copied above before the commit record
-  // A recovery write (Linux dax_recovery_write): the new data is durable (the commit drained
-  // it), so poison in the blocks it replaced whole can go now. A crash in between leaves the
-  // poison and the new data; the write can be repeated.
-  for (const BlockRange& r : recovered) TRY(dev_->clear_error(r.start * kBlockSize, r.length * kBlockSize));
-  counters_.writes++;
-  counters_.bytes_written += size;
-  return size;
-}
-
 Status Filesystem::truncate_locked(Inode& in, uint64_t size, Txn& txn) {
   uint64_t old = in.d.size;
   if (size > old) {
     TRY(zero_tail_locked(txn, in, old));  // bytes past the old EOF must read as zeros
   } else if (size < old) {
-    break_layout_locked(in, size / kBlockSize, kEndBlock, dax::LayoutChange::kTruncate);
+    // The caller broke the layout from size / kBlockSize (it holds the inode's kLayout locks).
     TRY(zero_tail_locked(txn, in, size));
     uint64_t first = (size + kBlockSize - 1) / kBlockSize;
     auto from = in.extents.lower_bound(first);
@@ -245,6 +161,7 @@ Status Filesystem::allocate_range_locked(Txn& txn, Inode& in, uint64_t first, ui
 }
 
 Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length) {
+  InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kLayout));
   std::unique_lock lock(mu_);
   TRY(check_writable());
   Inode* in = TRY(find(ino));
@@ -261,8 +178,8 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   DirtyGuard guard(*this, txn);
   if (mode & FALLOC_FL_PUNCH_HOLE) {
     if (!keep_size || (mode & FALLOC_FL_ZERO_RANGE)) return error(EOPNOTSUPP);
-    break_layout_locked(*in, offset / kBlockSize, (end_byte + kBlockSize - 1) / kBlockSize,
-                        dax::LayoutChange::kPunch);
+    TRY(break_layout(lock, ino, offset / kBlockSize, (end_byte + kBlockSize - 1) / kBlockSize,
+                     dax::LayoutChange::kPunch));
     // As XFS, the range is not clipped to EOF: post-EOF (preallocated) blocks are punched too.
     uint64_t first = (offset + kBlockSize - 1) / kBlockSize, end = end_byte / kBlockSize;
     // Partial blocks at either end are zeroed in place; whole blocks are unmapped and freed.
@@ -283,7 +200,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   TRY(reserve_locked(need));
   uint64_t added = 0;
   if (mode & FALLOC_FL_ZERO_RANGE) {
-    break_layout_locked(*in, first, end, dax::LayoutChange::kZero);
+    TRY(break_layout(lock, ino, first, end, dax::LayoutChange::kZero));
     // Whole blocks become unwritten (zeros without writing them); partial ones are zeroed.
     uint64_t zfirst = (offset + kBlockSize - 1) / kBlockSize, zend = end_byte / kBlockSize;
     if (zfirst > zend) {

@@ -2,9 +2,18 @@
 // daemon needs, on in-memory indexes of the on-media metadata with every change committed
 // through the redo journal before it returns.
 //
-// Thread-safety: one reader/writer lock, `mu_`. Lookups, getattr, read and readdir take it shared;
-// everything that changes metadata takes it exclusive (one journal, one transaction at a time).
-// Lock order: mu_ before the device's internal locks. Nothing here calls back into FUSE.
+// Thread-safety, as XFS's IOLOCK / MMAPLOCK / ILOCK model. Lock order, outermost first:
+//   1. the inode's iolock (Inode::iolock): shared by read, exclusive by write, truncate,
+//      fallocate, clone/dedupe/unshare; two inodes in inode-number order;
+//   2. the inode's mmaplock (Inode::mmaplock): shared by DAX faults (iomap_begin with
+//      kIomapFault), exclusive by layout changes, after both iolocks;
+//   3. `mu_`, the global metadata/journal lock: shared by lookups, getattr, readdir and the
+//      mapping lookups, exclusive by everything that changes metadata (one journal, one
+//      transaction at a time); held only for in-memory index work and commits, never while
+//      waiting: the layout sink is called with 1 and 2 held and mu_ not held, and a write copies
+//      its data with only 1 and 2 held (writes and reads of different files run in parallel);
+//   4. the device's internal locks.
+// Nothing here calls back into FUSE with a lock held except the layout sink under 1 and 2.
 #pragma once
 
 #include <sys/stat.h>
@@ -201,6 +210,14 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   const Counters& counters() const { return counters_; }
   uint64_t inode_count();
 
+  // How an operation holds a file's per-inode locks (the lock order above; fs/inode_lock.cc):
+  //   kRead:     iolock shared (read: sees a write whole or not at all);
+  //   kLayout:   iolock and mmaplock exclusive (write, truncate, fallocate, remaps);
+  //   kFault:    mmaplock shared (a DAX fault into written, private blocks or a hole);
+  //   kFaultCow: mmaplock exclusive (a store fault that copies shared blocks: no other fault may
+  //              map the old blocks between the layout break and the remap).
+  enum class LockMode { kRead, kLayout, kFault, kFaultCow };
+
   // pmemdev::Holder.
   void notify_failure(uint64_t offset, uint64_t length, pmemdev::FailureKind kind) override;
 
@@ -211,6 +228,26 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // Orphans, post-EOF blocks, the superblock's mount state: the writes a mount makes.
   static Result<std::unique_ptr<Filesystem>> finish_mount(std::unique_ptr<Filesystem> fs,
                                                           const MountOptions& opts);
+
+  // The per-inode locks of one or two inodes (fs/inode_lock.cc), taken before mu_ in the order
+  // above. The inodes are pinned meanwhile: an unlinked one is not released under the holder.
+  // Modes: see LockMode (public, above).
+  class InodeLock {
+   public:
+    InodeLock(InodeLock&& other) noexcept;
+    InodeLock& operator=(InodeLock&&) = delete;
+    ~InodeLock();
+
+   private:
+    friend class Filesystem;
+    InodeLock(Filesystem& fs, LockMode mode) : fs_(&fs), mode_(mode) {}
+    Filesystem* fs_;
+    LockMode mode_;
+    Inode* in_[2] = {nullptr, nullptr};  // in lock order; [1] null for one inode
+  };
+  // EIO after a shutdown, ENOENT for a free inode. `b` 0 or equal to `a`: one inode.
+  Result<InodeLock> lock_inodes(uint64_t a, uint64_t b, LockMode mode);
+  void unpin(Inode& in);
 
   // Helpers that expect mu_ held exclusively end in _locked.
   Status check_alive() const;
@@ -300,20 +337,39 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // The mapping of blocks [first, end) from `first` (fs/iomap.cc): one kind of backing, split at
   // sharing changes when `ops` writes, unshares, faults or reports, and at poison boundaries
   // when it reports. Lengths and offsets in bytes.
-  // Tells the layout sink that blocks [first, end) of `in` are about to change as `why` says;
-  // returns when no mapping can touch them. FIXME: called with mu_ held until the per-inode
-  // layout locks exist (a DAX sink that waits for mappers must not hold the global lock).
-  void break_layout_locked(const Inode& in, uint64_t first, uint64_t end, dax::LayoutChange why) const;
+  // Tells the layout sink that blocks [first, end) of `ino` are about to change as `why` says;
+  // returns when no mapping can touch them. Called with the inode's layout locks (kLayout) held
+  // and mu_ NOT held: the sink may wait for mappers.
+  void break_layout(uint64_t ino, uint64_t first, uint64_t end, dax::LayoutChange why) const;
+  // The same from an operation that holds mu_ (exclusive, in `lock`) and the inode's kLayout
+  // locks: drops mu_ for the break and takes it back; EIO when the filesystem shut down meanwhile.
+  // The file's layout cannot change in between (its locks are held).
+  Status break_layout(std::unique_lock<std::shared_mutex>& lock, uint64_t ino, uint64_t first, uint64_t end,
+                      dax::LayoutChange why);
   dax::Iomap mapping_at_locked(const Inode& in, uint64_t first, uint64_t end, uint32_t ops) const;
   // Holes get zeroed written blocks, unwritten blocks are zeroed and converted, shared blocks are
   // copied: afterwards every block of [first, end) is written and private.
   Status make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end);
+  // iomap_begin's allocating step (the layout broken already): `out` with its map filled in.
+  Result<dax::IomapPair> storable_iomap_locked(Inode& in, uint64_t first, uint64_t end, uint32_t ops,
+                                               const dax::Iomap& before, dax::IomapPair out);
   // Copies file bytes [offset, offset + n) (within EOF) to `out`; EIO on poison.
   Status read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const;
   // Zeroes the written bytes of [from, to) in place, persisted (shared blocks copied first).
   Status zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to);
   Status truncate_locked(Inode& in, uint64_t size, Txn& txn);
   Status zero_tail_locked(Txn& txn, Inode& in, uint64_t from);
+  // The write path (fs/write.cc). A run of file blocks [first, end) and the device blocks from
+  // `physical` that its data goes to: written in place, unwritten (converted after the store)
+  // or newly allocated (mapped after it).
+  struct WriteRun {
+    uint64_t first, end, physical;
+    enum Kind { kWritten, kUnwritten, kNew } kind;
+  };
+  Status plan_write_locked(Inode& in, uint64_t first, uint64_t end, std::vector<WriteRun>& runs);
+  Result<size_t> finish_write_locked(Inode& in, uint64_t offset, size_t size, const std::vector<WriteRun>& runs,
+                                     KillPriv kill_priv);
+  Result<size_t> write_cow_locked(Inode& in, uint64_t offset, const char* data, size_t size, KillPriv kill_priv);
   // EIO when [offset, offset + size) covers part of a poisoned written block.
   Status check_recovery_write_locked(const Inode& in, uint64_t offset, size_t size) const;
   Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,

@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include <optional>
+
 #include "fs/filesystem.h"
 
 namespace daxfs::fs {
@@ -136,6 +138,10 @@ void Filesystem::drop_new_inode_locked(uint64_t ino) {
 
 void Filesystem::maybe_release_locked(Inode& in) {
   if (in.d.nlink != 0 || in.nlookup.load() != 0 || shutdown_ || opts_.read_only == ReadOnly::kYes) return;
+  if (in.pins.load() > 0) {
+    in.release_pending = true;  // an operation holds its locks: the last unpin releases it
+    return;
+  }
   Status st = release_inode_locked(in);
   if (!st) shutdown("cannot release inode " + std::to_string(in.ino) + ": " + strerror(st.error()));
 }
@@ -187,6 +193,8 @@ Result<struct stat> Filesystem::getattr(uint64_t ino) {
 }
 
 Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
+  std::optional<InodeLock> held;  // a size change is a layout change
+  if (a.valid & SetAttr::kSize) held.emplace(TRY(lock_inodes(ino, 0, LockMode::kLayout)));
   std::unique_lock lock(mu_);
   TRY(check_writable());
   Inode* in = TRY(find(ino));
@@ -197,6 +205,8 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
     if (in->is_dir()) return error(EISDIR);
     if (!in->is_reg()) return error(EINVAL);
     if (a.size > kMaxFileSize) return error(EFBIG);
+    if (a.size < in->d.size)
+      TRY(break_layout(lock, ino, a.size / kBlockSize, kMaxFileBlocks, dax::LayoutChange::kTruncate));
     TRY(truncate_locked(*in, a.size, txn));
     touch(*in, true, true);  // O_TRUNC and truncate(2) update both, even when the size is unchanged
     changed = true;

@@ -1,11 +1,14 @@
 // The in-memory inode: the DRAM copy of an on-media inode plus the indexes built from its record
 // blocks at mount (extent map, directory slots and name index, xattrs). Guarded by the
 // filesystem's lock (see filesystem.h); nlookup is atomic because lookups run under the shared lock.
+// Each inode also carries its own I/O and mapping locks, taken before the filesystem's lock (the
+// lock order is in filesystem.h).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -51,6 +54,17 @@ struct Inode {
   std::map<std::string, std::string> xattrs;
   std::string symlink;
   std::atomic<uint64_t> nlookup{0};
+  // XFS's IOLOCK: shared by read, exclusive by everything that changes the file's data or layout
+  // (write, truncate, fallocate, clone/dedupe, unshare). Excludes layout changes from each other
+  // and makes a read see a write whole.
+  std::shared_mutex iolock;
+  // XFS's MMAPLOCK: shared by DAX faults, exclusive by layout changes (taken after iolock), so a
+  // fault never maps blocks that a truncate, punch or remap is taking away.
+  std::shared_mutex mmaplock;
+  // Operations holding the inode's locks (Filesystem::InodeLock): an unlinked inode whose last
+  // reference goes while it is pinned is released by the last unpin instead.
+  std::atomic<uint32_t> pins{0};
+  std::atomic<bool> release_pending{false};
 
   bool is_dir() const { return (d.mode & 0170000) == 0040000; }
   bool is_reg() const { return (d.mode & 0170000) == 0100000; }

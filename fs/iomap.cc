@@ -59,12 +59,6 @@ dax::Iomap Filesystem::mapping_at_locked(const Inode& in, uint64_t first, uint64
   return m;
 }
 
-void Filesystem::break_layout_locked(const Inode& in, uint64_t first, uint64_t end, dax::LayoutChange why) const {
-  if (!layout_ || first >= end) return;
-  uint64_t length = end >= kMaxFileBlocks ? dax::kToEnd : (end - first) * kBlockSize;
-  layout_->break_layout(in.ino, first * kBlockSize, length, why);
-}
-
 Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end) {
   // Shared blocks first (copied whole: a fault stores into any byte of them).
   TRY(unshare_blocks_locked(txn, in, first, end, 0, 0));
@@ -97,26 +91,44 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
   uint64_t first = offset / kBlockSize;
   length = std::min(length, kMaxFileSize - offset);  // no overflow of offset + length below
   uint64_t end = (offset + length - 1) / kBlockSize + 1;
+  const bool fault = ops & dax::kIomapFault;
   if (!(ops & (dax::kIomapWrite | dax::kIomapZero | dax::kIomapUnshare))) {
+    InodeLock held = TRY(lock_inodes(ino, 0, fault ? LockMode::kFault : LockMode::kRead));
     std::shared_lock lock(mu_);
     TRY(check_alive());
     Inode* in = TRY(find(ino));
     if (!in->is_reg()) return error(EINVAL);
     return dax::IomapPair{mapping_at_locked(*in, first, end, ops), {}};
   }
-  std::unique_lock lock(mu_);
-  TRY(check_writable());
-  Inode* in = TRY(find(ino));
-  if (!in->is_reg()) return error(EINVAL);
-  dax::IomapPair out;
-  dax::Iomap before = mapping_at_locked(*in, first, end, ops);
-  // Fast path: already written and private (the common store fault).
-  if (before.type == dax::IomapType::kMapped && !(before.flags & dax::kIomapShared)) return dax::IomapPair{before, {}};
-  end = first + before.length / kBlockSize;  // one kind of backing at a time
-  if (before.flags & dax::kIomapShared) {
-    out.srcmap = before;
-    break_layout_locked(*in, first, end, dax::LayoutChange::kCow);  // other mappers of the old blocks
+  // A fault holds the mapping lock shared (xfs_dax_fault's MMAPLOCK), and exclusive once it knows
+  // it must copy shared blocks; other callers hold the layout locks, as a write does.
+  LockMode mode = fault ? LockMode::kFault : LockMode::kLayout;
+  for (;;) {
+    InodeLock held = TRY(lock_inodes(ino, 0, mode));
+    std::unique_lock lock(mu_);
+    TRY(check_writable());
+    Inode* in = TRY(find(ino));
+    if (!in->is_reg()) return error(EINVAL);
+    dax::IomapPair out;
+    dax::Iomap before = mapping_at_locked(*in, first, end, ops);
+    // Fast path: already written and private (the common store fault).
+    if (before.type == dax::IomapType::kMapped && !(before.flags & dax::kIomapShared)) return dax::IomapPair{before, {}};
+    uint64_t stop = first + before.length / kBlockSize;  // one kind of backing at a time
+    if (before.flags & dax::kIomapShared) {
+      if (mode == LockMode::kFault) {
+        mode = LockMode::kFaultCow;  // drop everything, take the mapping lock exclusive, look again
+        continue;
+      }
+      out.srcmap = before;
+      TRY(break_layout(lock, ino, first, stop, dax::LayoutChange::kCow));  // other mappers of the old blocks
+    }
+    return storable_iomap_locked(*in, first, stop, ops, before, out);
   }
+}
+
+Result<dax::IomapPair> Filesystem::storable_iomap_locked(Inode& inode, uint64_t first, uint64_t end, uint32_t ops,
+                                                         const dax::Iomap& before, dax::IomapPair out) {
+  Inode* in = &inode;
   TRY(reserve_locked(blocks_to_map(*in, first, end) + shared_blocks_locked(*in, first, end) + 2));
   Txn txn;
   DirtyGuard guard(*this, txn);

@@ -181,6 +181,7 @@ Status Filesystem::reserve_for_clone_locked(const Inode& src, uint64_t first, ui
 
 Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
                                          uint64_t length, KillPriv kill_priv) {
+  InodeLock held = TRY(lock_inodes(src_ino, dst_ino, LockMode::kLayout));
   std::unique_lock lock(mu_);
   TRY(check_writable());
   if (!(sb_->features & kFeatureReflink)) return error(EOPNOTSUPP);
@@ -191,8 +192,8 @@ Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uin
   if (blocks == 0) return uint64_t{0};
   uint64_t sfirst = src_off / kBlockSize, dfirst = dst_off / kBlockSize;
   TRY(reserve_for_clone_locked(*src, sfirst, sfirst + blocks));
-  break_layout_locked(*dst, dfirst, dfirst + blocks, dax::LayoutChange::kRemapInto);
-  break_layout_locked(*src, sfirst, sfirst + blocks, dax::LayoutChange::kShare);
+  TRY(break_layout(lock, dst_ino, dfirst, dfirst + blocks, dax::LayoutChange::kRemapInto));
+  TRY(break_layout(lock, src_ino, sfirst, sfirst + blocks, dax::LayoutChange::kShare));
   Txn txn;
   DirtyGuard guard(*this, txn);
   if (dst_off > dst->d.size) TRY(zero_tail_locked(txn, *dst, dst->d.size));
@@ -210,6 +211,7 @@ Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uin
 
 Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino,
                                                           uint64_t dst_off, uint64_t length) {
+  InodeLock held = TRY(lock_inodes(src_ino, dst_ino, LockMode::kLayout));
   std::unique_lock lock(mu_);
   TRY(check_writable());
   if (!(sb_->features & kFeatureReflink)) return error(EOPNOTSUPP);
@@ -232,8 +234,9 @@ Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint
     done += n;
   }
   TRY(reserve_for_clone_locked(*src, src_off / kBlockSize, src_off / kBlockSize + blocks));
-  break_layout_locked(*dst, dst_off / kBlockSize, dst_off / kBlockSize + blocks, dax::LayoutChange::kRemapInto);
-  break_layout_locked(*src, src_off / kBlockSize, src_off / kBlockSize + blocks, dax::LayoutChange::kShare);
+  TRY(break_layout(lock, dst_ino, dst_off / kBlockSize, dst_off / kBlockSize + blocks,
+                   dax::LayoutChange::kRemapInto));
+  TRY(break_layout(lock, src_ino, src_off / kBlockSize, src_off / kBlockSize + blocks, dax::LayoutChange::kShare));
   Txn txn;
   DirtyGuard guard(*this, txn);
   TRY(clone_blocks_locked(txn, *src, src_off / kBlockSize, *dst, dst_off / kBlockSize, blocks));
@@ -246,6 +249,7 @@ Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint
 }
 
 Status Filesystem::unshare_range(uint64_t ino, uint64_t offset, uint64_t length) {
+  InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kLayout));
   std::unique_lock lock(mu_);
   TRY(check_writable());
   Inode* in = TRY(find(ino));
@@ -257,7 +261,7 @@ Status Filesystem::unshare_range(uint64_t ino, uint64_t offset, uint64_t length)
   uint64_t need = shared_blocks_locked(*in, first, end);
   if (need == 0) return {};
   TRY(reserve_locked(need + need / kExtentsPerBlock + 4));
-  break_layout_locked(*in, first, end, dax::LayoutChange::kCow);
+  TRY(break_layout(lock, ino, first, end, dax::LayoutChange::kCow));
   Txn txn;
   DirtyGuard guard(*this, txn);
   TRY(unshare_blocks_locked(txn, *in, first, end, 0, 0));

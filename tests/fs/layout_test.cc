@@ -5,6 +5,10 @@
 #include <linux/falloc.h>
 
 #include <catch2/catch.hpp>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "daxcore/iomap.h"
@@ -79,5 +83,102 @@ TEST_CASE("operations that change a file's blocks break its layout first", "[fs]
   auto m = f->iomap_begin(b, 0, kB, dax::kIomapWrite | dax::kIomapFault);
   REQUIRE(m);
   CHECK(sink.take() == std::vector<Break>{{b, 0, kB, dax::LayoutChange::kCow}});
+  f->set_layout_sink(nullptr);
+}
+
+namespace {
+// A sink whose break_layout waits until released, as the DAX layer's waits for mappers.
+class BlockingSink : public dax::LayoutSink {
+ public:
+  void break_layout(uint64_t, uint64_t, uint64_t, dax::LayoutChange) override {
+    std::unique_lock lock(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+  }
+  void remapped(uint64_t) override {}
+  void shut_down() override {}
+  void wait_entered() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return entered_; });
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false, released_ = false;
+};
+}  // namespace
+
+TEST_CASE("a layout break waits with the file's locks only, never the filesystem's", "[fs][layout][locks]") {
+  FsFixture f;
+  uint64_t a = f.make_file(f.root(), "a", std::string(8 * kB, 'a'));
+  uint64_t b = f.make_file(f.root(), "b", std::string(8 * kB, 'b'));
+  BlockingSink sink;
+  f->set_layout_sink(&sink);
+  daxfs::fs::SetAttr shrink;
+  shrink.valid = daxfs::fs::SetAttr::kSize;
+  shrink.size = kB;
+  auto truncating = std::async(std::launch::async, [&] { return bool(f->setattr(a, shrink)); });
+  sink.wait_entered();  // the truncate of a waits for a's mappers
+
+  // Everything that does not touch a's data goes on meanwhile: other files' I/O, metadata, a's
+  // attributes and extent map (as of before the truncate).
+  CHECK(f->write(b, 0, "bbbb", 4));
+  CHECK(f.read_all(b).substr(0, 4) == "bbbb");
+  CHECK(f->fallocate(b, 0, 16 * kB, 4 * kB));
+  uint64_t c = f.make_file(f.root(), "c", "new file");
+  CHECK(f.read_all(c) == "new file");
+  CHECK(f->getattr(a)->st_size == 8 * kB);
+  auto rows = f->fiemap(a, 0, 16);
+  REQUIRE(rows);
+  CHECK(rows->size() == 1);
+  CHECK(f->lseek(a, 0, SEEK_HOLE).value() == 8 * kB);
+  CHECK(f->statfs().f_bfree > 0);
+  // A read of a waits (the truncate holds a's iolock): it sees the file before or after, whole.
+  auto reading = std::async(std::launch::async, [&] {
+    char buf[2 * kB];
+    auto n = f->read(a, 0, sizeof buf, buf);
+    return n ? *n : size_t{0};
+  });
+  CHECK(reading.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout);
+  // So does a fault (the truncate holds a's mmaplock): it never maps blocks being taken away.
+  auto faulting = std::async(std::launch::async, [&] {
+    return bool(f->iomap_begin(a, 0, kB, dax::kIomapRead | dax::kIomapFault));
+  });
+  CHECK(faulting.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout);
+  sink.release();
+  CHECK(truncating.get());
+  CHECK(reading.get() == kB);
+  CHECK(faulting.get());
+  CHECK(f->getattr(a)->st_size == kB);
+  f->set_layout_sink(nullptr);
+}
+
+TEST_CASE("an unlinked file is released by the last operation holding it, not under it", "[fs][layout][locks]") {
+  FsFixture f;
+  uint64_t a = f.make_file(f.root(), "a", std::string(8 * kB, 'a'));
+  REQUIRE(f->lookup(f.root(), "a"));  // the caller's reference (an open file)
+  BlockingSink sink;
+  f->set_layout_sink(&sink);
+  uint64_t before = f->inode_count();
+  daxfs::fs::SetAttr shrink;
+  shrink.valid = daxfs::fs::SetAttr::kSize;
+  shrink.size = kB;
+  auto truncating = std::async(std::launch::async, [&] { return bool(f->setattr(a, shrink)); });
+  sink.wait_entered();
+  // Unlink and drop every reference while the truncate holds a: the release waits for it.
+  REQUIRE(f->unlink(f.root(), "a"));
+  f->forget(a, 2);
+  CHECK(f->inode_count() == before);
+  sink.release();
+  CHECK(truncating.get());
+  CHECK(f->inode_count() == before - 1);  // released by the truncate's unpin
+  CHECK_FALSE(f->getattr(a));
   f->set_layout_sink(nullptr);
 }

@@ -62,10 +62,19 @@ void Filesystem::strip_setid(Inode& in) {
   if ((in.d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) in.d.mode &= ~static_cast<uint32_t>(S_ISGID);
 }
 
-Status Filesystem::read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const {
+std::vector<dax::Iomap> Filesystem::read_plan_locked(const Inode& in, uint64_t offset, size_t n) const {
+  std::vector<dax::Iomap> plan;
   for (uint64_t pos = offset, end = offset + n; pos < end;) {
     dax::Iomap m = mapping_at_locked(in, pos / kBlockSize, (end + kBlockSize - 1) / kBlockSize, dax::kIomapRead);
-    uint64_t run_end = std::min(end, m.end());
+    plan.push_back(m);
+    pos = std::min(end, m.end());
+  }
+  return plan;
+}
+
+Status Filesystem::copy_out(const std::vector<dax::Iomap>& plan, uint64_t offset, size_t n, char* out) const {
+  for (const dax::Iomap& m : plan) {
+    uint64_t pos = std::max(offset, m.offset), run_end = std::min(offset + n, m.end());
     if (m.type == dax::IomapType::kMapped) {
       uint64_t dev_off = m.address + (pos - m.offset);
       if ((m.flags & dax::kIomapPoisoned) && dev_->poisoned(dev_off, run_end - pos)) return error(EIO);
@@ -73,21 +82,31 @@ Status Filesystem::read_range_locked(const Inode& in, uint64_t offset, size_t n,
     } else {
       memset(out + (pos - offset), 0, run_end - pos);  // holes and unwritten extents read as zeros
     }
-    pos = run_end;
   }
   return {};
 }
 
+Status Filesystem::read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const {
+  return copy_out(read_plan_locked(in, offset, n), offset, n, out);
+}
+
 Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char* out) {
-  InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kRead));  // a write is seen whole or not at all
-  std::shared_lock lock(mu_);
-  TRY(check_alive());
-  Inode* in = TRY(find(ino));
-  if (in->is_dir()) return error(EISDIR);
-  if (!in->is_reg()) return error(EINVAL);
-  if (offset >= in->d.size || size == 0) return size_t{0};
-  size_t n = static_cast<size_t>(std::min<uint64_t>(size, in->d.size - offset));
-  TRY(read_range_locked(*in, offset, n, out));
+  // The file's iolock and mmaplock shared: no write, layout change or copy-on-write fault of
+  // this file can free or replace the blocks found under mu_, so the copy runs without it.
+  InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kRead));
+  std::vector<dax::Iomap> plan;
+  size_t n;
+  {
+    std::shared_lock lock(mu_);
+    TRY(check_alive());
+    Inode* in = TRY(find(ino));
+    if (in->is_dir()) return error(EISDIR);
+    if (!in->is_reg()) return error(EINVAL);
+    if (offset >= in->d.size || size == 0) return size_t{0};
+    n = static_cast<size_t>(std::min<uint64_t>(size, in->d.size - offset));
+    plan = read_plan_locked(*in, offset, n);
+  }
+  TRY(copy_out(plan, offset, n, out));
   counters_.reads++;
   counters_.bytes_read += n;
   return n;

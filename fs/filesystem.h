@@ -211,7 +211,8 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   uint64_t inode_count();
 
   // How an operation holds a file's per-inode locks (the lock order above; fs/inode_lock.cc):
-  //   kRead:     iolock shared (read: sees a write whole or not at all);
+  //   kRead:     iolock and mmaplock shared (read: sees a write whole or not at all, and no
+  //              copy-on-write fault frees the blocks it copies from);
   //   kLayout:   iolock and mmaplock exclusive (write, truncate, fallocate, remaps);
   //   kFault:    mmaplock shared (a DAX fault into written, private blocks or a hole);
   //   kFaultCow: mmaplock exclusive (a store fault that copies shared blocks: no other fault may
@@ -355,6 +356,9 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
                                                const dax::Iomap& before, dax::IomapPair out);
   // Copies file bytes [offset, offset + n) (within EOF) to `out`; EIO on poison.
   Status read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const;
+  // The same in two steps: the mappings under mu_, the copy with the file's kRead locks only.
+  std::vector<dax::Iomap> read_plan_locked(const Inode& in, uint64_t offset, size_t n) const;
+  Status copy_out(const std::vector<dax::Iomap>& plan, uint64_t offset, size_t n, char* out) const;
   // Zeroes the written bytes of [from, to) in place, persisted (shared blocks copied first).
   Status zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to);
   Status truncate_locked(Inode& in, uint64_t size, Txn& txn);

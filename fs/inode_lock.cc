@@ -13,7 +13,7 @@ using Mode = Filesystem::LockMode;
 
 // The iolock's part of a mode: 0 none, 1 shared, 2 exclusive; and the mmaplock's.
 int io_part(Mode m) { return m == Mode::kRead ? 1 : m == Mode::kLayout ? 2 : 0; }
-int mmap_part(Mode m) { return m == Mode::kFault ? 1 : m == Mode::kRead ? 0 : 2; }
+int mmap_part(Mode m) { return m == Mode::kFault || m == Mode::kRead ? 1 : 2; }
 
 void take(std::shared_mutex& mu, int part) {
   if (part == 1) mu.lock_shared();

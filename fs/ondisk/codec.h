@@ -62,12 +62,6 @@ inline uint64_t inode_offset(uint64_t ino) { return ino_block(ino) * kBlockSize 
 // Why `ino` cannot name an inode: slot 0 is a chunk header, and the block must be in the area.
 const char* ino_error(uint64_t ino, const DataArea& area);
 
-// The byte offset of slot `slot` of a record block (extents, dirents, refcounts).
-template <typename Record>
-uint64_t record_offset(uint64_t block, uint32_t slot) {
-  return block * kBlockSize + sizeof(RecordBlockHeader) + uint64_t{slot} * sizeof(Record);
-}
-
 // ---- Chunks and record blocks -----------------------------------------------------------------
 
 const char* chunk_error(const ChunkHeader& h);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "fs/filesystem.h"
+#include "fs/ondisk/codec.h"
 
 namespace daxfs::fs {
 
@@ -14,13 +15,16 @@ uint8_t dtype(uint32_t mode) { return static_cast<uint8_t>((mode >> 12) & 15); }
 constexpr uint32_t kMaxLinks = 0x7fffffff;
 }  // namespace
 
+// The name rule the mount and fsck.daxfs read entries by (fs/ondisk/codec.h), as errnos.
 Status Filesystem::check_name(std::string_view name) const {
-  if (name.empty()) return error(ENOENT);
-  if (name.size() > kNameMax) return error(ENAMETOOLONG);
-  if (name == "." || name == "..") return error(EEXIST);
-  if (name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos)
-    return error(EINVAL);
-  return {};
+  switch (ondisk::name_error(name)) {
+    case ondisk::NameError::kNone: return {};
+    case ondisk::NameError::kEmpty: return error(ENOENT);
+    case ondisk::NameError::kTooLong: return error(ENAMETOOLONG);
+    case ondisk::NameError::kDot: return error(EEXIST);
+    case ondisk::NameError::kBadByte: return error(EINVAL);
+  }
+  return error(EINVAL);
 }
 
 Status Filesystem::dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
@@ -140,6 +144,8 @@ Result<struct stat> Filesystem::symlink(uint64_t parent, std::string_view name, 
                                         const Cred& cred) {
   if (target.empty()) return error(ENOENT);
   if (target.size() > kSymlinkMax) return error(ENAMETOOLONG);
+  // A NUL byte would make a target the readers refuse (ondisk::decode_symlink()).
+  if (target.find('\0') != std::string_view::npos) return error(EINVAL);
   std::unique_lock lock(mu_);
   return create_locked(parent, name, S_IFLNK | 0777, 0, cred, target);
 }

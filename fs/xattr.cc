@@ -10,52 +10,26 @@
 #include <cstring>
 
 #include "fs/filesystem.h"
+#include "fs/ondisk/codec.h"
 
 namespace daxfs::fs {
 
 namespace {
-constexpr const char* kAclAccess = "system.posix_acl_access";
-constexpr const char* kAclDefault = "system.posix_acl_default";
-constexpr uint64_t kMaxXattrBlob = 1 << 20;
-constexpr uint32_t kAclVersion = 2;
-enum : uint16_t { kUserObj = 1, kUser = 2, kGroupObj = 4, kGroup = 8, kMask = 0x10, kOther = 0x20 };
+using ondisk::AclEntry;
+using ondisk::kAclAccess;
+using ondisk::kAclDefault;
+using ondisk::kAclGroupObj;
+using ondisk::kAclMask;
+using ondisk::kAclOther;
+using ondisk::kAclUserObj;
+static_assert(ondisk::kMaxXattrValue == XATTR_SIZE_MAX);
 
-struct AclEntry {
-  uint16_t tag, perm;
-  uint32_t id;
-};
-
+// The kernel's ACL format, as the mount and fsck.daxfs read it (fs/ondisk/codec.h).
 bool parse_acl(const std::string& v, std::vector<AclEntry>& out) {
-  if (v.size() < 4 || (v.size() - 4) % 8 != 0) return false;
-  uint32_t version;
-  memcpy(&version, v.data(), 4);
-  if (version != kAclVersion) return false;
-  out.clear();
-  for (size_t i = 4; i < v.size(); i += 8) {
-    AclEntry e;
-    memcpy(&e, v.data() + i, 8);
-    if (e.perm & ~7u) return false;
-    out.push_back(e);
-  }
-  int user_obj = 0, group_obj = 0, other = 0, mask = 0, named = 0;
-  for (auto& e : out) {
-    switch (e.tag) {
-      case kUserObj: user_obj++; break;
-      case kGroupObj: group_obj++; break;
-      case kOther: other++; break;
-      case kMask: mask++; break;
-      case kUser: case kGroup: named++; break;
-      default: return false;
-    }
-  }
-  return user_obj == 1 && group_obj == 1 && other == 1 && mask <= 1 && (named == 0 || mask == 1);
-}
-
-std::string serialize_acl(const std::vector<AclEntry>& acl) {
-  std::string v(4 + acl.size() * 8, '\0');
-  memcpy(v.data(), &kAclVersion, 4);
-  for (size_t i = 0; i < acl.size(); i++) memcpy(v.data() + 4 + i * 8, &acl[i], 8);
-  return v;
+  auto acl = ondisk::decode_acl(v);
+  if (!acl) return false;
+  out = std::move(acl).value();
+  return true;
 }
 
 bool acl_equivalent_to_mode(const std::vector<AclEntry>& acl) { return acl.size() == 3; }
@@ -65,10 +39,10 @@ uint32_t acl_mode(const std::vector<AclEntry>& acl, uint32_t mode) {
   uint32_t m = mode & ~0777u;
   uint16_t group = 0, mask = 0xffff;
   for (auto& e : acl) {
-    if (e.tag == kUserObj) m |= e.perm << 6;
-    if (e.tag == kGroupObj) group = e.perm;
-    if (e.tag == kMask) mask = e.perm;
-    if (e.tag == kOther) m |= e.perm;
+    if (e.tag == kAclUserObj) m |= e.perm << 6;
+    if (e.tag == kAclGroupObj) group = e.perm;
+    if (e.tag == kAclMask) mask = e.perm;
+    if (e.tag == kAclOther) m |= e.perm;
   }
   m |= (mask != 0xffff ? mask : group) << 3;
   return m;
@@ -77,31 +51,19 @@ uint32_t acl_mode(const std::vector<AclEntry>& acl, uint32_t mode) {
 // posix_acl_chmod(): the ACL follows a new mode.
 void chmod_acl(std::vector<AclEntry>& acl, uint32_t mode) {
   bool has_mask = false;
-  for (auto& e : acl) has_mask |= e.tag == kMask;
+  for (auto& e : acl) has_mask |= e.tag == kAclMask;
   for (auto& e : acl) {
-    if (e.tag == kUserObj) e.perm = (mode >> 6) & 7;
-    if (e.tag == kOther) e.perm = mode & 7;
-    if (e.tag == kMask || (e.tag == kGroupObj && !has_mask)) e.perm = (mode >> 3) & 7;
+    if (e.tag == kAclUserObj) e.perm = (mode >> 6) & 7;
+    if (e.tag == kAclOther) e.perm = mode & 7;
+    if (e.tag == kAclMask || (e.tag == kAclGroupObj && !has_mask)) e.perm = (mode >> 3) & 7;
   }
 }
 
-bool namespace_ok(std::string_view name) {
-  return name.starts_with("user.") || name.starts_with("trusted.") || name.starts_with("security.") ||
-         name == kAclAccess || name == kAclDefault;
-}
 }  // namespace
 
 Status Filesystem::store_xattrs_locked(Txn& txn, Inode& in) {
-  std::string blob;
-  for (auto& [name, value] : in.xattrs) {
-    uint8_t nl = static_cast<uint8_t>(name.size());
-    uint32_t vl = static_cast<uint32_t>(value.size());
-    blob.push_back(static_cast<char>(nl));
-    blob.append(reinterpret_cast<const char*>(&vl), 4);
-    blob.append(name);
-    blob.append(value);
-  }
-  if (blob.size() > kMaxXattrBlob) return error(ENOSPC);
+  std::string blob = ondisk::encode_xattrs(in.xattrs);
+  if (blob.size() > ondisk::kMaxXattrBlob) return error(ENOSPC);
   uint64_t old_block = in.d.xattr_block, old_blocks = (in.d.xattr_length + kBlockSize - 1) / kBlockSize;
   uint64_t new_block = 0;
   if (!blob.empty()) {
@@ -127,8 +89,8 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_vie
   TRY(check_writable());
   Inode* in = TRY(find(ino));
   if (name.empty() || name.size() > kNameMax) return error(ERANGE);
-  if (value.size() > XATTR_SIZE_MAX) return error(E2BIG);
-  if (!namespace_ok(name)) return error(EOPNOTSUPP);
+  if (value.size() > ondisk::kMaxXattrValue) return error(E2BIG);
+  if (!ondisk::xattr_namespace_ok(name)) return error(EOPNOTSUPP);
   std::string key(name);
   bool exists = in->xattrs.count(key);
   if ((flags & XATTR_CREATE) && exists) return error(EEXIST);
@@ -224,14 +186,14 @@ Status Filesystem::apply_create_acl_locked(const Inode& dir, Inode& in, uint32_t
   // posix_acl_create_masq(): the new ACL is the default one limited by the requested mode.
   uint32_t mode = in.d.mode;
   bool has_mask = false;
-  for (auto& e : acl) has_mask |= e.tag == kMask;
+  for (auto& e : acl) has_mask |= e.tag == kAclMask;
   for (auto& e : acl) {
-    if (e.tag == kUserObj) e.perm &= (mode >> 6) & 7;
-    if (e.tag == kOther) e.perm &= mode & 7;
-    if (e.tag == kMask || (e.tag == kGroupObj && !has_mask)) e.perm &= (mode >> 3) & 7;
+    if (e.tag == kAclUserObj) e.perm &= (mode >> 6) & 7;
+    if (e.tag == kAclOther) e.perm &= mode & 7;
+    if (e.tag == kAclMask || (e.tag == kAclGroupObj && !has_mask)) e.perm &= (mode >> 3) & 7;
   }
   in.d.mode = acl_mode(acl, mode);
-  if (!acl_equivalent_to_mode(acl)) in.xattrs[kAclAccess] = serialize_acl(acl);
+  if (!acl_equivalent_to_mode(acl)) in.xattrs[kAclAccess] = ondisk::encode_acl(acl);
   return {};
 }
 
@@ -269,7 +231,7 @@ void chmod_access_acl(Inode& in) {
   std::vector<AclEntry> acl;
   if (!parse_acl(it->second, acl)) return;
   chmod_acl(acl, in.d.mode);
-  it->second = serialize_acl(acl);
+  it->second = ondisk::encode_acl(acl);
 }
 
 }  // namespace daxfs::fs

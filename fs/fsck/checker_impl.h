@@ -30,16 +30,15 @@
 
 #include "fs/fsck/block_map.h"
 #include "fs/fsck/checker.h"
+#include "fs/ondisk/codec.h"
 
 namespace daxfs::fsck {
 
-inline constexpr uint64_t kMaxXattrBlob = 1 << 20;  // the largest blob fs/xattr.cc writes
-inline constexpr uint64_t kMaxXattrValue = 65536;   // XATTR_SIZE_MAX: setxattr refuses more
+// Every record is judged by the rules the mount reads by (fs/ondisk/codec.h): what one refuses,
+// the other reports. The checker adds only how each one is repaired.
+using fs::ondisk::inode_offset;
 
 inline uint8_t dtype(uint32_t mode) { return static_cast<uint8_t>((mode >> 12) & 15); }
-inline uint64_t inode_offset(uint64_t ino) {
-  return fs::ino_block(ino) * fs::kBlockSize + fs::ino_slot(ino) * fs::kInodeSize;
-}
 // A name as it may be printed: bytes outside printable ASCII become \xNN.
 std::string printable(const std::string& name);
 
@@ -124,7 +123,7 @@ class Checker {
   // Every block number read from the media goes through here, so this is also where references
   // past the device's end (a truncated device) are counted.
   bool range_ok(uint64_t start, uint64_t length) const {
-    bool ok = start >= data_start_ && start < limit_ && length > 0 && length <= limit_ - start;
+    bool ok = fs::ondisk::DataArea{data_start_, limit_}.contains(start, length);
     uint64_t end = img_.blocks();
     if (!ok && start < claimed_ && (start >= end || length > end - start)) {
       if (past_end_++ == 0) first_past_end_ = std::max(start, end);

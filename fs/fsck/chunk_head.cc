@@ -32,7 +32,7 @@ std::vector<Head> find_heads(const Image& image, const fs::SuperBlock& sb) {
   for (uint64_t b = start; b < limit; b++) {
     fs::ChunkHeader h;
     memcpy(&h, image.block(b), 16);
-    if (h.magic == fs::kChunkMagic) next.emplace(b, h.next);
+    if (!fs::ondisk::chunk_error(h)) next.emplace(b, h.next);
   }
   std::unordered_set<uint64_t> linked;
   for (auto [b, n] : next) linked.insert(n);

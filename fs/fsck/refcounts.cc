@@ -129,7 +129,9 @@ void Checker::claim_refcounts() {
 void Checker::check_refcounts() {
   if (!reflink()) return;  // claim_file_extents() let nothing be shared
   // The records themselves: inside the data area, overlapping no earlier one (chain order, as
-  // the mount loads them).
+  // the mount loads them). The codec's other rule, a count of at least 2
+  // (ondisk::refcount_error()), falls out of the comparison with the mappings below: such a
+  // record never matches, and is reported as a mismatch or stale.
   std::map<uint64_t, uint64_t> cover;             // valid records: start -> length
   std::map<uint64_t, const RefcountSlot*> valid;  // by start
   for (RefcountSlot& s : refcount_slots_) {

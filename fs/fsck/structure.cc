@@ -14,20 +14,8 @@
 namespace daxfs::fsck {
 
 namespace {
+namespace ondisk = fs::ondisk;
 std::string num(uint64_t v) { return std::to_string(v); }
-
-bool valid_type(uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-    case S_IFDIR:
-    case S_IFLNK:
-    case S_IFIFO:
-    case S_IFCHR:
-    case S_IFBLK:
-    case S_IFSOCK: return true;
-  }
-  return false;
-}
 }  // namespace
 
 void Checker::load_chunks() {
@@ -46,7 +34,7 @@ void Checker::load_chunks() {
       why = "closes a cycle";  // only chunks are claimed yet: this one was met before
     } else {
       memcpy(&h, img_.block(b), sizeof h);
-      if (h.magic != fs::kChunkMagic) why = "is not an inode chunk (bad magic)";
+      if (const char* bad = ondisk::chunk_error(h)) why = bad;
     }
     if (!why.empty()) {
       bool cycle = why == "closes a cycle";
@@ -81,27 +69,27 @@ void Checker::load_chunks() {
 void Checker::check_inodes() {
   for (auto& [ino, n] : nodes_) {
     uint64_t at = inode_offset(ino);
-    if (!valid_type(n.d.mode)) {
+    if (ondisk::inode_mode_error(n.d.mode)) {
       char mode[16];
       snprintf(mode, sizeof mode, "0%o", n.d.mode);
       drop_inode(ino, n, "inode_mode", std::string("the inode has an invalid mode ") + mode + "; it is cleared");
       continue;
     }
-    if (n.d.flags & ~fs::kInodeDax) {
+    if (ondisk::inode_flags_error(n.d)) {
       size_t p = report("inode_flags", ino, "unknown inode flags " + num(n.d.flags & ~fs::kInodeDax) + " are cleared");
       n.d.flags &= fs::kInodeDax;
       plan_write(p, at + offsetof(fs::DiskInode, flags), n.d.flags);
     }
-    if (!n.is_reg() && !n.is_dir() && !n.is_symlink() && n.d.head != 0) {
+    if (ondisk::inode_head_error(n.d)) {
       size_t p = report("inode_head", ino, "a special file has a block pointer (" + num(n.d.head) + "); it is cleared");
       n.d.head = 0;
       plan_write(p, at + offsetof(fs::DiskInode, head), n.d.head);
     }
-    if (n.is_symlink() && (n.d.size == 0 || n.d.size > fs::kSymlinkMax)) {
+    if (n.is_symlink() && ondisk::inode_size_error(n.d)) {
       drop_inode(ino, n, "symlink", "the symlink's length " + num(n.d.size) + " is outside 1..4095; it is cleared");
       continue;
     }
-    if (n.d.xattr_block == 0 && n.d.xattr_length != 0) {
+    if (ondisk::inode_xattr_length_error(n.d)) {
       size_t p =
           report("xattr", ino, "an xattr length of " + num(n.d.xattr_length) + " without an xattr block is cleared");
       n.d.xattr_length = 0;
@@ -126,10 +114,9 @@ void Checker::claim_chains() {
         why = o->kind == kind && o->ino == ino ? "closes a cycle" : "is already " + describe(*o);
       } else {
         memcpy(&h, img_.block(b), sizeof h);
-        if (h.magic != magic)
-          why = std::string("is not a ") + what + " block (bad magic)";
-        else if (h.owner != ino)
-          why = "belongs to inode " + num(h.owner);
+        if (ondisk::record_block_error(h, magic, ino))
+          why = h.magic != magic ? std::string("is not a ") + what + " block (bad magic)"
+                                 : "belongs to inode " + num(h.owner);
       }
       if (!why.empty()) {
         bool cycle = why == "closes a cycle";
@@ -170,6 +157,11 @@ void Checker::check_symlink(uint64_t ino, Node& n) {
     return;
   }
   const char* target = img_.block(b);
+  if (ondisk::decode_symlink(target, n.d.size)) {
+    map_.claim(b, 1, {OwnerKind::kSymlink, ino});
+    return;
+  }
+  // A NUL byte in the target (its length was checked with the inode): the target is cut there.
   const void* nul = memchr(target, 0, n.d.size);
   if (nul == target) {
     drop_inode(ino, n, "symlink", "the symlink's target is empty; it is cleared");
@@ -202,7 +194,7 @@ void Checker::claim_file_extents(uint64_t ino, Node& n) {
       if (e.length == 0) continue;
       std::string where = "extent (file block " + num(e.logical) + ", device block " + num(e.physical) + ", " +
                           num(e.length) + " blocks)";
-      if (e.logical >= fs::kMaxFileBlocks || e.length > fs::kMaxFileBlocks - e.logical) {  // as the mount
+      if (ondisk::extent_logical_error(e)) {
         plan_write(report("extent", ino, "the " + where + " ends past the maximum file size; it is cleared"), off,
                    fs::DiskExtent{});
         continue;
@@ -212,15 +204,13 @@ void Checker::claim_file_extents(uint64_t ino, Node& n) {
                    fs::DiskExtent{});
         continue;
       }
-      auto next = logical.lower_bound(e.logical);
-      if ((next != logical.end() && next->first < e.logical + e.length) ||
-          (next != logical.begin() && std::prev(next)->second > e.logical)) {
+      if (ondisk::overlaps(logical, e.logical, e.length, [](auto it) { return it->second; })) {
         plan_write(
             report("extent_overlap", ino, "the " + where + " overlaps another extent of the file; it is cleared"), off,
             fs::DiskExtent{});
         continue;
       }
-      if (e.flags & ~fs::kExtentUnwritten) {
+      if (ondisk::extent_flags_error(e)) {
         size_t p = report(
             "extent_flags", ino,
             "the " + where + " has unknown flags " + num(e.flags & ~fs::kExtentUnwritten) + "; they are cleared");
@@ -274,7 +264,7 @@ void Checker::claim_file_extents(uint64_t ino, Node& n) {
       max_end = std::max(max_end, e.logical + e.length);
     }
   }
-  if (n.d.size > fs::kMaxFileSize) {
+  if (ondisk::inode_size_error(n.d)) {
     uint64_t size = std::min<uint64_t>(fs::kMaxFileSize, max_end * fs::kBlockSize);
     size_t p =
         report("inode_size", ino, "the file size " + num(n.d.size) + " is past the maximum; it becomes " + num(size));
@@ -298,8 +288,7 @@ void Checker::load_dirents() {
         std::string shown = "'" + printable(e.name) + "'";
         if (de.name_length == 0) {
           remove_entry(e, "dirent_name", ino, "an entry with an empty name (inode " + num(de.ino) + ") is removed");
-        } else if (e.name == "." || e.name == ".." || e.name.find('/') != std::string::npos ||
-                   e.name.find('\0') != std::string::npos) {
+        } else if (!ondisk::decode_dirent_name(de)) {
           remove_entry(e, "dirent_name", ino, "the entry " + shown + " has an invalid name; it is removed");
         } else if (!names.insert(e.name).second) {
           remove_entry(e, "dirent_duplicate", ino, "a second entry named " + shown + " is removed");

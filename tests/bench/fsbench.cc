@@ -2,23 +2,28 @@
 // directory (1 MiB sequential and 4 KiB random write/read, file create/stat/unlink rates) and prints
 // one "name value" line per workload, in MiB/s or operations/s, or one JSON document with --json.
 // The work depends only on the options and the seed, so every target does exactly the same work.
-// Single-threaded; plain POSIX and the C++ standard library, no project headers.
+// Single-threaded except the parallel workloads (par: 1 thread on 1 file against 2 threads on 2
+// files); plain POSIX and the C++ standard library, no project headers.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -32,14 +37,16 @@ constexpr size_t kLargeIo = kMiB;
 
 const char kUsage[] =
     "usage: fsbench [OPTIONS] DIR\n"
-    "Runs 1 MiB sequential and 4 KiB random write/read and file create/stat/unlink in a fresh\n"
+    "Runs 1 MiB sequential and 4 KiB random write/read, file create/stat/unlink, and 1 MiB\n"
+    "overwrite/append/read by 1 thread on 1 file against 2 threads on 2 files, in a fresh\n"
     "subdirectory of DIR, removes it, and prints one \"name value\" line per workload.\n"
     "  --quick            small sizes for a fast run (--file-size 32M --seq-size 64M --files 2000)\n"
     "  --file-size SIZE   file for the 4 KiB random workloads (default 256M)\n"
     "  --rand-ops N       4 KiB operations per random phase (default file-size / 4K)\n"
     "  --seq-size SIZE    file for the 1 MiB sequential workloads (default 512M)\n"
     "  --files N          files for create/stat/unlink, all in one directory (default 10000)\n"
-    "  --only LIST        comma-separated subset of seq,rand,meta (default all)\n"
+    "  --par-size SIZE    bytes per thread for the parallel workloads (default 64M; --quick 16M)\n"
+    "  --only LIST        comma-separated subset of seq,rand,meta,par (default all)\n"
     "  --seed N           seed of the random offsets (default 1)\n"
     "  --cached-stat      plain stat(2), answered from the kernel's cache while it is valid,\n"
     "                     instead of statx(AT_STATX_FORCE_SYNC) (as `stat --cached=never`)\n"
@@ -62,8 +69,9 @@ struct Options {
   uint64_t rand_ops = 0;  // 0: file_size / 4 KiB
   uint64_t seq_size = 512 * kMiB;
   uint64_t files = 10000;  // Under the fd limit: passthrough_ll keeps an fd per known file.
+  uint64_t par_size = 64 * kMiB;  // per thread
   uint64_t seed = 1;
-  bool seq = true, rand = true, meta = true;
+  bool seq = true, rand = true, meta = true, par = true;
   bool cached_stat = false, json = false;
 };
 
@@ -132,13 +140,15 @@ Options parse_options(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     } else if (name == "--quick") {
-      o.file_size = 32 * kMiB, o.seq_size = 64 * kMiB, o.files = 2000;
+      o.file_size = 32 * kMiB, o.seq_size = 64 * kMiB, o.files = 2000, o.par_size = 16 * kMiB;
     } else if (name == "--file-size") {
       o.file_size = parse_size(name, next());
     } else if (name == "--rand-ops") {
       o.rand_ops = parse_size(name, next());
     } else if (name == "--seq-size") {
       o.seq_size = parse_size(name, next());
+    } else if (name == "--par-size") {
+      o.par_size = parse_size(name, next());
     } else if (name == "--files") {
       o.files = parse_size(name, next());
     } else if (name == "--seed") {
@@ -148,7 +158,7 @@ Options parse_options(int argc, char** argv) {
     } else if (name == "--json") {
       o.json = true;
     } else if (name == "--only") {
-      o.seq = o.rand = o.meta = false;
+      o.seq = o.rand = o.meta = o.par = false;
       std::string list = next() + ",";
       for (size_t start = 0, comma; (comma = list.find(',', start)) != std::string::npos;
            start = comma + 1) {
@@ -156,7 +166,8 @@ Options parse_options(int argc, char** argv) {
         if (group == "seq") o.seq = true;
         else if (group == "rand") o.rand = true;
         else if (group == "meta") o.meta = true;
-        else throw Failure("--only: unknown workload group '" + group + "' (seq, rand, meta)");
+        else if (group == "par") o.par = true;
+        else throw Failure("--only: unknown workload group '" + group + "' (seq, rand, meta, par)");
       }
     } else if (name.rfind("-", 0) == 0) {
       throw Failure("unknown option " + name + " (see --help)");
@@ -171,6 +182,8 @@ Options parse_options(int argc, char** argv) {
     throw Failure("--file-size must be a non-zero multiple of 4K");
   if (o.seq_size < kLargeIo || o.seq_size % kLargeIo != 0)
     throw Failure("--seq-size must be a non-zero multiple of 1M");
+  if (o.par_size < kLargeIo || o.par_size % kLargeIo != 0)
+    throw Failure("--par-size must be a non-zero multiple of 1M");
   if (o.files == 0 || o.files > 10'000'000) throw Failure("--files must be 1..10000000");
   if (o.rand_ops == 0) o.rand_ops = o.file_size / kSmallIo;
   return o;
@@ -341,6 +354,108 @@ void run_metadata(const Options& o, const std::string& work, Results& out) {
   if (::rmdir(dir.c_str()) != 0) fail_errno("rmdir", dir);
 }
 
+// Runs body(0), ..., body(n - 1) on n threads released together; returns the seconds from the
+// release until the last one finished. The first failure is rethrown here.
+template <typename Body>
+double run_threads(int n, Body&& body) {
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      ready++;
+      while (!go.load()) std::this_thread::yield();
+      try {
+        body(i);
+      } catch (...) {
+        errors[size_t(i)] = std::current_exception();
+      }
+    });
+  while (ready.load() < n) std::this_thread::yield();
+  auto start = Clock::now();
+  go = true;
+  for (auto& t : threads) t.join();
+  double seconds = seconds_since(start);
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  return seconds;
+}
+
+// Parallel I/O: each workload timed with 1 thread on 1 file, then with 2 threads on 2 files, every
+// thread moving the same par_size bytes in 1 MiB requests. Rows: the 1-thread MiB/s, the 2-thread
+// aggregate MiB/s, and their ratio (2.0: the two threads did not slow each other down at all).
+//   overwrite: the files are written in full first (not timed); timed: the overwrites, fsync, close.
+//   append:    files opened O_APPEND on empty files; timed: the writes, fsync, close.
+//   read:      reads of the overwritten files after fadvise(DONTNEED); timed: the reads, close.
+// Each thread has its own buffer (same incompressible bytes).
+void run_parallel(const Options& o, const std::string& work, Results& out) {
+  auto path = [&](int i) { return work + "/par" + std::to_string(i); };
+  std::vector<Buffer> buffers;
+  buffers.emplace_back(kLargeIo);
+  buffers.emplace_back(kLargeIo);
+  for (int i = 0; i < 2; ++i) {  // lay the files out in full
+    Fd fd(path(i), O_CREAT | O_TRUNC | O_WRONLY);
+    for (uint64_t off = 0; off < o.par_size; off += kLargeIo)
+      pwrite_all(fd, buffers[size_t(i)].data(), kLargeIo, off_t(off));
+    sync_file(fd);
+    fd.close();
+  }
+  auto overwrite = [&](int i) {
+    Fd fd(path(i), O_WRONLY);
+    for (uint64_t off = 0; off < o.par_size; off += kLargeIo)
+      pwrite_all(fd, buffers[size_t(i)].data(), kLargeIo, off_t(off));
+    sync_file(fd);
+    fd.close();
+  };
+  auto append = [&](int i) {
+    std::string p = path(i) + ".append";
+    Fd fd(p, O_CREAT | O_TRUNC | O_WRONLY | O_APPEND);
+    for (uint64_t off = 0; off < o.par_size; off += kLargeIo)
+      pwrite_all(fd, buffers[size_t(i)].data(), kLargeIo, 0);  // O_APPEND: the offset is ignored
+    sync_file(fd);
+    fd.close();
+  };
+  auto read = [&](int i) {
+    Fd fd(path(i), O_RDONLY);
+    for (uint64_t off = 0; off < o.par_size; off += kLargeIo)
+      pread_all(fd, buffers[size_t(i)].data(), kLargeIo, off_t(off));
+    fd.close();
+  };
+  auto drop_caches = [&] {  // as advise(), for files opened inside the timed threads
+    for (int i = 0; i < 2; ++i) {
+      Fd fd(path(i), O_RDONLY);
+      posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+    }
+  };
+  auto remove_appended = [&] {
+    for (int i = 0; i < 2; ++i) {
+      std::string p = path(i) + ".append";
+      if (::unlink(p.c_str()) != 0 && errno != ENOENT) fail_errno("unlink", p);
+    }
+  };
+  struct Workload {
+    const char* name;
+    std::function<void(int)> body;
+  };
+  for (const Workload& w : {Workload{"overwrite", overwrite}, Workload{"append", append}, Workload{"read", read}}) {
+    double mibs[2];
+    for (int threads = 1; threads <= 2; ++threads) {
+      drop_caches();
+      remove_appended();
+      double seconds = run_threads(threads, w.body);
+      mibs[threads - 1] = mib_per_s(uint64_t(threads) * o.par_size, seconds);
+    }
+    std::string base = std::string("par_") + w.name;
+    out.emplace_back(base + "_1t_mibs", mibs[0]);
+    out.emplace_back(base + "_2t_mibs", mibs[1]);
+    out.emplace_back(base + "_2t_per_1t", mibs[1] / mibs[0]);
+  }
+  remove_appended();
+  for (int i = 0; i < 2; ++i)
+    if (::unlink(path(i).c_str()) != 0) fail_errno("unlink", path(i));
+}
+
 std::string json_string(const std::string& text) {
   std::string quoted = "\"";
   for (unsigned char c : text) {
@@ -358,19 +473,25 @@ std::string json_string(const std::string& text) {
   return quoted + "\"";
 }
 
+// Ratio rows (names ending in _per_1t) print with two decimals.
+bool is_ratio(const std::string& name) {
+  return name.size() > 7 && name.compare(name.size() - 7, 7, "_per_1t") == 0;
+}
+
 void print(const Options& o, const Results& results) {
   if (!o.json) {
-    for (const auto& [name, value] : results) std::printf("%s %.1f\n", name.c_str(), value);
+    for (const auto& [name, value] : results)
+      std::printf(is_ratio(name) ? "%s %.2f\n" : "%s %.1f\n", name.c_str(), value);
     return;
   }
   std::printf("{\"dir\": %s, \"file_size\": %" PRIu64 ", \"rand_ops\": %" PRIu64
-              ", \"seq_size\": %" PRIu64 ", \"files\": %" PRIu64 ", \"seed\": %" PRIu64
-              ", \"cached_stat\": %s, \"results\": {",
-              json_string(o.dir).c_str(), o.file_size, o.rand_ops, o.seq_size, o.files, o.seed,
+              ", \"seq_size\": %" PRIu64 ", \"files\": %" PRIu64 ", \"par_size\": %" PRIu64
+              ", \"seed\": %" PRIu64 ", \"cached_stat\": %s, \"results\": {",
+              json_string(o.dir).c_str(), o.file_size, o.rand_ops, o.seq_size, o.files, o.par_size, o.seed,
               o.cached_stat ? "true" : "false");
   for (size_t i = 0; i < results.size(); ++i)
-    std::printf("%s%s: %.1f", i ? ", " : "", json_string(results[i].first).c_str(),
-                results[i].second);
+    std::printf(is_ratio(results[i].first) ? "%s%s: %.2f" : "%s%s: %.1f", i ? ", " : "",
+                json_string(results[i].first).c_str(), results[i].second);
   std::printf("}}\n");
 }
 
@@ -388,6 +509,7 @@ int main(int argc, char** argv) {
     if (o.seq) run_sequential(o, work, buffer, results);
     if (o.rand) run_random(o, work, buffer, results);
     if (o.meta) run_metadata(o, work, results);
+    if (o.par) run_parallel(o, work, results);
     if (::rmdir(work.c_str()) != 0) fail_errno("rmdir", work);
     print(o, results);
     return 0;

@@ -93,12 +93,13 @@ Status Filesystem::read_range_locked(const Inode& in, uint64_t offset, size_t n,
 Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char* out) {
   // The file's iolock and mmaplock shared: no write, layout change or copy-on-write fault of
   // this file can free or replace the blocks found under mu_, so the copy runs without it.
-  InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kRead));
   std::vector<dax::Iomap> plan;
   size_t n;
+  std::optional<InodeLock> held;
   {
     std::shared_lock lock(mu_);
     TRY(check_alive());
+    held.emplace(TRY(lock_inode_with(lock, ino, LockMode::kRead)));
     Inode* in = TRY(find(ino));
     if (in->is_dir()) return error(EISDIR);
     if (!in->is_reg()) return error(EINVAL);

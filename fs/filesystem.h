@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -248,6 +249,14 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   };
   // EIO after a shutdown, ENOENT for a free inode. `b` 0 or equal to `a`: one inode.
   Result<InodeLock> lock_inodes(uint64_t a, uint64_t b, LockMode mode);
+  // The fast path, with mu_ already held (shared or exclusive): pins `in` and takes its locks
+  // if that needs no wait (a try-lock cannot deadlock against the order), so the caller keeps
+  // mu_; empty when some lock is taken: drop mu_ and call lock_inodes().
+  std::optional<InodeLock> try_lock_inode_locked(Inode& in, LockMode mode);
+  // The two together for one inode: on return `lock` holds mu_ again (or the error says why not).
+  // Declare the InodeLock before `lock`: its unpin must run after mu_ is released.
+  template <typename MuLock>
+  Result<InodeLock> lock_inode_with(MuLock& lock, uint64_t ino, LockMode mode);
   void unpin(Inode& in);
 
   // Helpers that expect mu_ held exclusively end in _locked.
@@ -373,7 +382,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Status plan_write_locked(Inode& in, uint64_t first, uint64_t end, std::vector<WriteRun>& runs);
   Result<size_t> finish_write_locked(Inode& in, uint64_t offset, size_t size, const std::vector<WriteRun>& runs,
                                      KillPriv kill_priv);
-  Result<size_t> write_cow_locked(Inode& in, uint64_t offset, const char* data, size_t size, KillPriv kill_priv);
+  Result<size_t> write_locked(Inode& in, uint64_t offset, const char* data, size_t size, KillPriv kill_priv);
   // EIO when [offset, offset + size) covers part of a poisoned written block.
   Status check_recovery_write_locked(const Inode& in, uint64_t offset, size_t size) const;
   Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,

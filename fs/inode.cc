@@ -138,9 +138,10 @@ void Filesystem::drop_new_inode_locked(uint64_t ino) {
 
 void Filesystem::maybe_release_locked(Inode& in) {
   if (in.d.nlink != 0 || in.nlookup.load() != 0 || shutdown_ || opts_.read_only == ReadOnly::kYes) return;
-  if (in.pins.load() > 0) {
-    in.release_pending = true;  // an operation holds its locks: the last unpin releases it
-    return;
+  // Pinned by an operation holding its locks: mark it, and the last unpin releases it. Pins are
+  // taken under the shared mu_ (not now), dropped without it: the CAS settles who releases.
+  for (uint32_t st = in.pin_state.load(); (st & ~Inode::kReleasePending) != 0;) {
+    if (in.pin_state.compare_exchange_weak(st, st | Inode::kReleasePending)) return;
   }
   Status st = release_inode_locked(in);
   if (!st) shutdown("cannot release inode " + std::to_string(in.ino) + ": " + strerror(st.error()));

@@ -61,10 +61,11 @@ struct Inode {
   // XFS's MMAPLOCK: shared by DAX faults, exclusive by layout changes (taken after iolock), so a
   // fault never maps blocks that a truncate, punch or remap is taking away.
   std::shared_mutex mmaplock;
-  // Operations holding the inode's locks (Filesystem::InodeLock): an unlinked inode whose last
-  // reference goes while it is pinned is released by the last unpin instead.
-  std::atomic<uint32_t> pins{0};
-  std::atomic<bool> release_pending{false};
+  // Operations holding the inode's locks (Filesystem::InodeLock), in the low bits, and
+  // kReleasePending: an unlinked inode whose last reference goes while it is pinned is released
+  // by the last unpin instead. One word, so that unpin needs no lock (fs/inode_lock.cc).
+  static constexpr uint32_t kReleasePending = 1u << 31;
+  std::atomic<uint32_t> pin_state{0};
 
   bool is_dir() const { return (d.mode & 0170000) == 0040000; }
   bool is_reg() const { return (d.mode & 0170000) == 0100000; }

@@ -2,7 +2,7 @@
 // An operation pins its inodes under the shared mu_, drops it, then takes their locks: so it
 // never waits for another operation's data copy or layout break while holding the global lock.
 // A pinned inode is not released (unlink + forget while a write is in flight): the last unpin
-// does that instead.
+// does that instead. Pins are taken under the shared mu_ and dropped without any lock.
 #include "fs/filesystem.h"
 
 namespace daxfs::fs {
@@ -37,7 +37,7 @@ Result<Filesystem::InodeLock> Filesystem::lock_inodes(uint64_t a, uint64_t b, Lo
     if (second && second->ino < first->ino) std::swap(first, second);
     // Pins change under the shared mu_; releases happen under the exclusive one.
     for (Inode* in : {first, second}) {
-      if (in) in->pins++;
+      if (in) in->pin_state++;
     }
     held.in_[0] = first;
     held.in_[1] = second;
@@ -51,6 +51,38 @@ Result<Filesystem::InodeLock> Filesystem::lock_inodes(uint64_t a, uint64_t b, Lo
   }
   return held;
 }
+
+std::optional<Filesystem::InodeLock> Filesystem::try_lock_inode_locked(Inode& in, LockMode mode) {
+  auto try_take = [](std::shared_mutex& mu, int part) {
+    return part == 0 || (part == 1 ? mu.try_lock_shared() : mu.try_lock());
+  };
+  if (!try_take(in.iolock, io_part(mode))) return std::nullopt;
+  if (!try_take(in.mmaplock, mmap_part(mode))) {
+    give(in.iolock, io_part(mode));
+    return std::nullopt;
+  }
+  in.pin_state++;
+  InodeLock held(*this, mode);
+  held.in_[0] = &in;
+  return held;
+}
+
+template <typename MuLock>
+Result<Filesystem::InodeLock> Filesystem::lock_inode_with(MuLock& lock, uint64_t ino, LockMode mode) {
+  {
+    Inode* in = TRY(find(ino));
+    if (auto held = try_lock_inode_locked(*in, mode)) return std::move(*held);
+  }
+  lock.unlock();
+  InodeLock held = TRY(lock_inodes(ino, 0, mode));
+  lock.lock();
+  TRY(check_alive());
+  return held;
+}
+template Result<Filesystem::InodeLock> Filesystem::lock_inode_with(std::shared_lock<std::shared_mutex>&, uint64_t,
+                                                                  LockMode);
+template Result<Filesystem::InodeLock> Filesystem::lock_inode_with(std::unique_lock<std::shared_mutex>&, uint64_t,
+                                                                  LockMode);
 
 Filesystem::InodeLock::InodeLock(InodeLock&& other) noexcept : fs_(other.fs_), mode_(other.mode_) {
   in_[0] = std::exchange(other.in_[0], nullptr);
@@ -71,17 +103,14 @@ Filesystem::InodeLock::~InodeLock() {
 
 void Filesystem::unpin(Inode& in) {
   uint64_t ino = in.ino;
-  {
-    std::shared_lock lock(mu_);
-    if (--in.pins > 0 || !in.release_pending.load()) return;
-  }
-  // The last pin of an inode whose release was put off: release it now (unless somebody did
-  // meanwhile, or pinned it again; maybe_release_locked checks both).
+  // Without mu_: `in` may be released by others as soon as the count is 0, so it is not touched
+  // after the decrement unless this was the last pin of an inode marked for release.
+  if (in.pin_state.fetch_sub(1) != (Inode::kReleasePending | 1)) return;
   std::unique_lock lock(mu_);
-  auto it = inodes_.find(ino);
-  if (it == inodes_.end() || it->second.get() != &in) return;
-  in.release_pending = false;
-  maybe_release_locked(in);
+  auto it = inodes_.find(ino);  // released meanwhile (a forget saw the count at 0), or reused?
+  if (it == inodes_.end() || it->second->pin_state.load() != Inode::kReleasePending) return;
+  it->second->pin_state = 0;
+  maybe_release_locked(*it->second);
 }
 
 void Filesystem::break_layout(uint64_t ino, uint64_t first, uint64_t end, dax::LayoutChange why) const {

@@ -8,18 +8,24 @@
 //      in one transaction; Journal::commit() drains the data stores before its commit record.
 // A crash before 3 leaves the new blocks free and the unwritten ones unwritten (reading zeros),
 // overwrites of written blocks in place: as with DAX on XFS, durable at the reply and not atomic
-// against a crash in the middle. Writes that copy shared blocks (CoW) or start past EOF take the
-// one-step path under mu_ (write_cow_locked), after the layout break.
+// against a crash in the middle. Writes that copy shared blocks (CoW), start past EOF or are
+// smaller than 64 KiB take the one-step path under mu_ (write_locked), after any layout break.
 #include <cstring>
 
 #include "fs/filesystem.h"
 
 namespace daxfs::fs {
 
+namespace {
+constexpr size_t kSplitWriteBytes = 64 << 10;  // from this size on, the copy runs without mu_
+}  // namespace
+
 Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data, size_t size,
                                  KillPriv kill_priv) {
-  InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kLayout));
+  std::optional<InodeLock> held;  // released after mu_ (the last unpin may need mu_)
   std::unique_lock lock(mu_);
+  TRY(check_writable());
+  held.emplace(TRY(lock_inode_with(lock, ino, LockMode::kLayout)));
   TRY(check_writable());
   Inode* in = TRY(find(ino));  // pinned: still there
   if (in->is_dir()) return error(EISDIR);
@@ -36,9 +42,11 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
     break_layout(ino, first, end, dax::LayoutChange::kCow);
     lock.lock();
     TRY(check_writable());
-    return write_cow_locked(*in, offset, data, size, kill_priv);
+    return write_locked(*in, offset, data, size, kill_priv);
   }
-  if (offset > in->d.size) return write_cow_locked(*in, offset, data, size, kill_priv);
+  // Small writes and writes past EOF in one step: for a few blocks two trips through mu_ cost
+  // more than the copy they would let others overlap.
+  if (offset > in->d.size || size < kSplitWriteBytes) return write_locked(*in, offset, data, size, kill_priv);
 
   std::vector<WriteRun> runs;
   TRY(plan_write_locked(*in, first, end, runs));
@@ -127,9 +135,9 @@ Result<size_t> Filesystem::finish_write_locked(Inode& in, uint64_t offset, size_
   return size;
 }
 
-// The one-step write, all under mu_: for copy-on-write (the layout is broken already) and writes
-// past EOF (the tail block is zeroed first, which may copy it).
-Result<size_t> Filesystem::write_cow_locked(Inode& inode, uint64_t offset, const char* data, size_t size,
+// The one-step write, all under mu_: for copy-on-write (the layout is broken already), writes
+// past EOF (the tail block is zeroed first, which may copy it) and small writes.
+Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const char* data, size_t size,
                                             KillPriv kill_priv) {
   Inode* in = &inode;
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;

@@ -57,7 +57,9 @@ struct Inode {
   // XFS's IOLOCK: shared by read, exclusive by everything that changes the file's data or layout
   // (write, truncate, fallocate, clone/dedupe, unshare). Excludes layout changes from each other
   // and makes a read see a write whole.
-  std::shared_mutex iolock;
+  // On cache lines of their own (alignas; the object's size rounds up to 64 too): every read and
+  // write stores to them, and no other inode's or field's data may share their lines.
+  alignas(64) std::shared_mutex iolock;
   // XFS's MMAPLOCK: shared by DAX faults, exclusive by layout changes (taken after iolock), so a
   // fault never maps blocks that a truncate, punch or remap is taking away.
   std::shared_mutex mmaplock;

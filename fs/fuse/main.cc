@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fs/fuse/init_flags.h"
 #include "fs/fuse/kernel_caches.h"
 #include "fs/fuse/ops.h"
 
@@ -168,6 +169,9 @@ int main(int argc, char** argv) {
   if (se == nullptr) die("cannot start the FUSE session (bad mount options?)");
   if (fuse_set_signal_handlers(se) != 0) die("cannot install signal handlers");
   if (fuse_session_mount(se, mountpoint.c_str()) != 0) die("cannot mount on " + mountpoint);
+  // Shared mmap of direct-I/O (DAX) files through the kernel's page cache (fs/fuse/init_flags.h).
+  if (!daxfs::fuse::allow_direct_io_mmap(se))
+    fprintf(stderr, "daxfs: warning: libfuse refused custom I/O: shared mmap of DAX files fails with ENODEV\n");
   daemon.se = se;
   daxfs::fuse::KernelCaches caches(**fs);
   caches.attach(se);

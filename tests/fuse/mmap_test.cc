@@ -34,18 +34,25 @@ std::string pread_str(int fd, size_t n, off_t off) {
   return s;
 }
 
-// Runs `fn` in a child process; returns the signal that ended it (0: exited normally).
+void exit_with_signal(int sig) { _exit(128 + sig); }
+
+// Runs `fn` in a child process; returns the signal that ended it (0: exited normally). SIGBUS and
+// SIGSEGV are caught and turned into an exit status, so that a sanitizer's handler (which would
+// exit instead of dying of the signal) does not hide which one it was.
 template <typename Fn>
 int child_signal(Fn fn) {
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
+    signal(SIGBUS, exit_with_signal);
+    signal(SIGSEGV, exit_with_signal);
     fn();
     _exit(0);
   }
   int st = 0;
   REQUIRE(waitpid(pid, &st, 0) == pid);
-  return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+  if (WIFSIGNALED(st)) return WTERMSIG(st);
+  return WEXITSTATUS(st) > 128 ? WEXITSTATUS(st) - 128 : 0;
 }
 }  // namespace
 

@@ -13,7 +13,7 @@ constexpr uint64_t kMaxExtentLength = 1ULL << 30;
 
 Result<uint64_t> Filesystem::new_record_block_locked(Txn& txn, Inode& in, uint64_t magic) {
   // Zeroed (every record free) and persisted before the transaction links it at the chain's head.
-  BlockRange r = TRY(alloc_locked(1, in.record_blocks.empty() ? 0 : in.record_blocks.back()));
+  BlockRange r = TRY(space_.alloc_locked(1, in.record_blocks.empty() ? 0 : in.record_blocks.back()));
   char block[kBlockSize] = {};
   RecordBlockHeader h{magic, in.ino, in.d.head, 0};
   memcpy(block, &h, sizeof h);
@@ -49,7 +49,7 @@ void Filesystem::clear_record_locked(Txn& txn, Inode& in, RecordLoc loc) {
 Status Filesystem::sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t length) {
   uint64_t head = refcount_head_;
   auto alloc = [this]() -> Result<uint64_t> {
-    BlockRange r = TRY(alloc_locked(1, 0));
+    BlockRange r = TRY(space_.alloc_locked(1, 0));
     return r.start;
   };
   auto persist = [this](void* dst, const void* src, size_t n) { dev_->memcpy_persist(dst, src, n); };
@@ -170,7 +170,7 @@ namespace daxfs::fs {
 uint64_t Filesystem::remap_chunk_blocks() const {
   // Unmapping or mapping n blocks of shared data can rewrite up to n refcount records (counts
   // alternating block by block): bound the blocks one transaction touches by the journal's size.
-  return std::max<uint64_t>(1, journal_->capacity() / 256);
+  return std::max<uint64_t>(1, space_.journal_capacity() / 256);
 }
 
 Status Filesystem::unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end) {
@@ -199,7 +199,7 @@ Status Filesystem::unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uin
     TRY(unmap_locked(txn, in, start, end, true));
     if (!more) return {};
     store_inode(txn, in);
-    TRY(commit_locked(txn));
+    TRY(space_.commit_locked(txn));
     end = start;
   }
   return {};

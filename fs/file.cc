@@ -146,7 +146,7 @@ Status Filesystem::truncate_locked(Inode& in, uint64_t size, Txn& txn) {
       // (a crash in between leaves post-EOF blocks, trimmed at the next mount).
       in.d.size = size;
       store_inode(txn, in);
-      TRY(commit_locked(txn));
+      TRY(space_.commit_locked(txn));
     }
     TRY(unmap_batched_locked(txn, in, first, kEndBlock));
   }
@@ -169,7 +169,7 @@ Status Filesystem::allocate_range_locked(Txn& txn, Inode& in, uint64_t first, ui
     uint64_t hole_end = it == in.extents.end() ? end : std::min(end, it->first);
     uint64_t goal = 0;
     while (pos < hole_end) {
-      BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
+      BlockRange r = TRY(space_.alloc_locked(hole_end - pos, goal));
       TRY(map_locked(txn, in, pos, r.start, r.length, flags));
       *new_blocks += r.length;
       pos += r.length;
@@ -195,7 +195,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
   uint64_t end_byte = offset + length;
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   if (mode & FALLOC_FL_PUNCH_HOLE) {
     if (!keep_size || (mode & FALLOC_FL_ZERO_RANGE)) return error(EOPNOTSUPP);
     TRY(break_layout(lock, ino, offset / kBlockSize, (end_byte + kBlockSize - 1) / kBlockSize,
@@ -212,12 +212,12 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
     }
     touch(*in, true, true);
     store_inode(txn, *in);
-    return commit_locked(txn);
+    return space_.commit_locked(txn);
   }
   uint64_t first = offset / kBlockSize, end = (end_byte + kBlockSize - 1) / kBlockSize;
   uint64_t need = blocks_to_map(*in, first, end);
   if (mode & FALLOC_FL_ZERO_RANGE) need += 2 * in->extents.size() / kExtentsPerBlock + 2;  // conversions
-  TRY(reserve_locked(need));
+  TRY(space_.reserve_locked(need));
   uint64_t added = 0;
   if (mode & FALLOC_FL_ZERO_RANGE) {
     TRY(break_layout(lock, ino, first, end, dax::LayoutChange::kZero));
@@ -256,7 +256,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   }
   touch(*in, (mode & FALLOC_FL_ZERO_RANGE) != 0, true);
   store_inode(txn, *in);
-  return commit_locked(txn);
+  return space_.commit_locked(txn);
 }
 
 Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {

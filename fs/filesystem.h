@@ -33,10 +33,12 @@
 #include "daxcore/iomap.h"
 #include "daxcore/layout.h"
 #include "fs/alloc.h"
+#include "fs/counters.h"
 #include "fs/inode.h"
 #include "fs/journal.h"
 #include "fs/refcount.h"
 #include "fs/rmap.h"
+#include "fs/space.h"
 #include "pmemdev/device.h"
 #include "pmemdev/holder.h"
 #include "common/result.h"
@@ -68,16 +70,6 @@ struct SetAttr {
   uint32_t mode = 0, uid = 0, gid = 0;
   uint64_t size = 0;
   timespec atime{}, mtime{}, ctime{};
-};
-
-struct Counters {
-  std::atomic<uint64_t> transactions{0};
-  std::atomic<uint64_t> reads{0}, writes{0};
-  std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
-  std::atomic<uint64_t> blocks_allocated{0}, blocks_freed{0};
-  std::atomic<uint64_t> poison_events{0};
-  std::atomic<uint64_t> recovered_entries{0}, orphans_freed{0}, post_eof_trimmed{0};
-  std::atomic<uint64_t> clones{0}, dedupes{0}, cow_blocks{0}, refcount_overflow_copies{0};
 };
 
 // What readdir hands to its sink; return false from the sink to stop (buffer full).
@@ -267,28 +259,10 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   struct stat to_stat(const Inode& in) const;
   uint64_t inode_offset(uint64_t ino) const { return ino_block(ino) * kBlockSize + ino_slot(ino) * kInodeSize; }
   void store_inode(Txn& txn, Inode& in);
-  Status commit_locked(Txn& txn);
-  // ENOSPC unless `blocks` and kReserveBlocks more are free (record blocks and inode chunks an
-  // operation may need beyond its estimate); statfs reports free space net of them.
-  static constexpr uint64_t kReserveBlocks = 8;
-  Status reserve_locked(uint64_t blocks) const;
-  Result<BlockRange> alloc_locked(uint64_t want, uint64_t goal);
   // Commits `txn` (with `in` stored) once it holds a quarter of the journal: for loops over
   // unbounded numbers of extents, whose every iteration leaves a consistent state.
   Status commit_if_large_locked(Txn& txn, Inode& in);
-  // Declared right after an operation's Txn: if the operation returns with the transaction
-  // still holding changes (it failed halfway), the filesystem shuts down.
-  class DirtyGuard {
-   public:
-    DirtyGuard(Filesystem& fs, Txn& txn) : fs_(fs), txn_(txn) {}
-    ~DirtyGuard();
-    DirtyGuard(const DirtyGuard&) = delete;
-    DirtyGuard& operator=(const DirtyGuard&) = delete;
-
-   private:
-    Filesystem& fs_;
-    Txn& txn_;
-  };
+  using DirtyGuard = Space::DirtyGuard;
   void touch(Inode& in, bool mtime, bool ctime);
 
   // Inodes (inode.cc).
@@ -410,9 +384,11 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   std::unique_ptr<pmemdev::Device> dev_;
   MountOptions opts_;
   SuperBlock* sb_ = nullptr;  // the on-media superblock (read-only except through txns)
-  std::unique_ptr<Journal> journal_;
   mutable std::shared_mutex mu_;
+  Counters counters_;
   Allocator alloc_;
+  // reserve/alloc/commit and the journal; mu_ held as its calls say.
+  Space space_{alloc_, counters_, [this](const std::string& why) { shutdown(why); }};
   Rmap rmap_;                 // data blocks -> owners; counts are reference counts
   RefcountTable refcounts_;   // the persistent records of counts >= 2
   uint64_t refcount_head_ = 0;
@@ -423,7 +399,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   std::atomic<bool> shutdown_{false};
   dax::LayoutSink* layout_ = nullptr;
   bool mounted_ = false;
-  Counters counters_;
 };
 
 // Formats `device`: superblock, journal, the first inode chunk and the root directory.

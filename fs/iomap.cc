@@ -73,7 +73,7 @@ Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uin
     } else if (m.type == dax::IomapType::kHole) {
       uint64_t goal = 0;
       for (uint64_t at = pos; at < stop;) {
-        BlockRange r = TRY(alloc_locked(stop - at, goal));
+        BlockRange r = TRY(space_.alloc_locked(stop - at, goal));
         dev_->memset_nodrain(dev_->base() + r.start * kBlockSize, 0, r.length * kBlockSize);
         TRY(map_locked(txn, in, at, r.start, r.length, 0));
         at += r.length;
@@ -129,9 +129,9 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
 Result<dax::IomapPair> Filesystem::storable_iomap_locked(Inode& inode, uint64_t first, uint64_t end, uint32_t ops,
                                                          const dax::Iomap& before, dax::IomapPair out) {
   Inode* in = &inode;
-  TRY(reserve_locked(blocks_to_map(*in, first, end) + shared_blocks_locked(*in, first, end) + 2));
+  TRY(space_.reserve_locked(blocks_to_map(*in, first, end) + shared_blocks_locked(*in, first, end) + 2));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   if (ops & dax::kIomapWrite) {
     TRY(make_storable_locked(txn, *in, first, end));
   } else {
@@ -140,7 +140,7 @@ Result<dax::IomapPair> Filesystem::storable_iomap_locked(Inode& inode, uint64_t 
     TRY(unshare_blocks_locked(txn, *in, first, end, 0, 0));
   }
   store_inode(txn, *in);
-  TRY(commit_locked(txn));  // drains the zeroes and copies above before the commit record
+  TRY(space_.commit_locked(txn));  // drains the zeroes and copies above before the commit record
   out.map = mapping_at_locked(*in, first, end, ops);
   if (before.type != out.map.type) out.map.flags |= dax::kIomapNew;
   return out;

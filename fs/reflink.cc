@@ -64,7 +64,7 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
   const bool skipping = skip_from < skip_to;
   for (const Piece& pc : pieces) {
     for (uint64_t done = 0; done < pc.length;) {
-      BlockRange r = TRY(alloc_locked(std::min(pc.length - done, remap_chunk_blocks()), 0));
+      BlockRange r = TRY(space_.alloc_locked(std::min(pc.length - done, remap_chunk_blocks()), 0));
       uint64_t logical = pc.logical + done, old = pc.physical + done;
       if (!(pc.flags & kExtentUnwritten)) {
         // Copy the old data, except whole blocks the caller is about to overwrite anyway. The
@@ -150,7 +150,7 @@ Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, In
       TRY(map_locked(txn, dst, at, pc.physical, pc.length, pc.flags));
     } else {
       for (uint64_t done = 0; done < pc.length;) {
-        BlockRange r = TRY(alloc_locked(pc.length - done, 0));
+        BlockRange r = TRY(space_.alloc_locked(pc.length - done, 0));
         if (!(pc.flags & kExtentUnwritten))
           dev_->memcpy_nodrain(dev_->base() + r.start * kBlockSize,
                                dev_->base() + (pc.physical + done) * kBlockSize, r.length * kBlockSize);
@@ -176,7 +176,7 @@ Status Filesystem::reserve_for_clone_locked(const Inode& src, uint64_t first, ui
       if (!(pc.flags & kExtentUnwritten) && dev_->poisoned(s * kBlockSize, l * kBlockSize)) poisoned = true;
     });
   if (poisoned) return error(EIO);
-  return reserve_locked(copies + src.extents.size() / kExtentsPerBlock + 2 * src.extents.size() / kRefcountsPerBlock + 8);
+  return space_.reserve_locked(copies + src.extents.size() / kExtentsPerBlock + 2 * src.extents.size() / kRefcountsPerBlock + 8);
 }
 
 Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
@@ -195,14 +195,14 @@ Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uin
   TRY(break_layout(lock, dst_ino, dfirst, dfirst + blocks, dax::LayoutChange::kRemapInto));
   TRY(break_layout(lock, src_ino, sfirst, sfirst + blocks, dax::LayoutChange::kShare));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   if (dst_off > dst->d.size) TRY(zero_tail_locked(txn, *dst, dst->d.size));
   TRY(clone_blocks_locked(txn, *src, sfirst, *dst, dfirst, blocks));
   if (dst_off + count > dst->d.size) dst->d.size = dst_off + count;
   if (kill_priv == KillPriv::kYes) strip_setid(*dst);
   touch(*dst, true, true);
   store_inode(txn, *dst);
-  TRY(commit_locked(txn));
+  TRY(space_.commit_locked(txn));
   counters_.clones++;
   lock.unlock();
   if (layout_) layout_->remapped(dst_ino);  // outside the lock: it talks to the kernel
@@ -238,10 +238,10 @@ Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint
                    dax::LayoutChange::kRemapInto));
   TRY(break_layout(lock, src_ino, src_off / kBlockSize, src_off / kBlockSize + blocks, dax::LayoutChange::kShare));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   TRY(clone_blocks_locked(txn, *src, src_off / kBlockSize, *dst, dst_off / kBlockSize, blocks));
   store_inode(txn, *dst);  // contents are unchanged: no mtime update (as XFS)
-  TRY(commit_locked(txn));
+  TRY(space_.commit_locked(txn));
   counters_.dedupes++;
   lock.unlock();
   if (layout_) layout_->remapped(dst_ino);  // outside the lock: it talks to the kernel
@@ -260,13 +260,13 @@ Status Filesystem::unshare_range(uint64_t ino, uint64_t offset, uint64_t length)
   uint64_t first = offset / kBlockSize, end = (offset + length + kBlockSize - 1) / kBlockSize;
   uint64_t need = shared_blocks_locked(*in, first, end);
   if (need == 0) return {};
-  TRY(reserve_locked(need + need / kExtentsPerBlock + 4));
+  TRY(space_.reserve_locked(need + need / kExtentsPerBlock + 4));
   TRY(break_layout(lock, ino, first, end, dax::LayoutChange::kCow));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   TRY(unshare_blocks_locked(txn, *in, first, end, 0, 0));
   store_inode(txn, *in);
-  return commit_locked(txn);
+  return space_.commit_locked(txn);
 }
 
 Result<uint64_t> Filesystem::copy_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,

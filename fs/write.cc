@@ -59,7 +59,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
 
 Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, std::vector<WriteRun>& runs) {
   Holes holes = holes_in(in, first, end);
-  TRY(reserve_locked(blocks_to_map(in, first, end) + 2));
+  TRY(space_.reserve_locked(blocks_to_map(in, first, end) + 2));
   // Every record the mapping step may need is taken now (it must not fail for space later): one
   // per new run, up to two per converted run (a split each side), placed before the data so that
   // a sequentially written file is not split by its record blocks.
@@ -69,7 +69,7 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
   for (; it != in.extents.end() && it->first < end; ++it)
     if (it->second.unwritten() && it->first + it->second.length > first) unwritten_runs++;
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   auto ensure_records = [&](uint64_t records) -> Status {
     while (in.free_records.size() < records) {
       uint64_t b = TRY(new_record_block_locked(txn, in, kExtentMagic));
@@ -98,7 +98,7 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
     }
     while (pos < hole_end) {
       // Allocated in memory only: mapped (and so allocated on media) by finish_write_locked.
-      BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
+      BlockRange r = TRY(space_.alloc_locked(hole_end - pos, goal));
       runs.push_back({pos, pos + r.length, r.start, WriteRun::kNew});
       pos += r.length;
       goal = r.end();
@@ -107,14 +107,14 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
   uint64_t new_runs = 0;
   for (const WriteRun& r : runs) new_runs += r.kind == WriteRun::kNew;
   TRY(ensure_records(new_runs + unwritten_runs * 3));  // more only when the holes were fragmented
-  if (!txn.empty()) TRY(commit_locked(txn));  // new record blocks, linked and empty
+  if (!txn.empty()) TRY(space_.commit_locked(txn));  // new record blocks, linked and empty
   return {};
 }
 
 Result<size_t> Filesystem::finish_write_locked(Inode& in, uint64_t offset, size_t size,
                                                const std::vector<WriteRun>& runs, KillPriv kill_priv) {
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   // Poisoned blocks this write replaced whole (partial blocks were refused): cleared once the
   // data is durable (Linux dax_recovery_write).
   std::vector<BlockRange> recovered;
@@ -128,7 +128,7 @@ Result<size_t> Filesystem::finish_write_locked(Inode& in, uint64_t offset, size_
   if (kill_priv == KillPriv::kYes) strip_setid(in);
   touch(in, true, true);
   store_inode(txn, in);
-  TRY(commit_locked(txn));  // drains the data stored without mu_ before the commit record
+  TRY(space_.commit_locked(txn));  // drains the data stored without mu_ before the commit record
   for (const BlockRange& r : recovered) TRY(dev_->clear_error(r.start * kBlockSize, r.length * kBlockSize));
   counters_.writes++;
   counters_.bytes_written += size;
@@ -142,9 +142,9 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
   Inode* in = &inode;
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
   uint64_t shared = shared_blocks_locked(*in, first, end);
-  TRY(reserve_locked(blocks_to_map(*in, first, end) + shared + 2));
+  TRY(space_.reserve_locked(blocks_to_map(*in, first, end) + shared + 2));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   if (offset > in->d.size) TRY(zero_tail_locked(txn, *in, in->d.size));
   // Copy-on-write: shared blocks in the range get private copies first (the bytes this write
   // replaces are not copied); the loop below then writes them in place.
@@ -191,7 +191,7 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
       goal = prev->second.physical + prev->second.length + (pos - prev->first - prev->second.length);
     }
     while (pos < hole_end) {
-      BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
+      BlockRange r = TRY(space_.alloc_locked(hole_end - pos, goal));
       note_written(r);
       copy_in(r.start, pos, pos + r.length, offset, data, size, true);
       TRY(map_locked(txn, *in, pos, r.start, r.length, 0));
@@ -203,7 +203,7 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
   if (kill_priv == KillPriv::kYes) strip_setid(*in);
   touch(*in, true, true);
   store_inode(txn, *in);
-  TRY(commit_locked(txn));  // drains the data copied above before the commit record
+  TRY(space_.commit_locked(txn));  // drains the data copied above before the commit record
   // A recovery write (Linux dax_recovery_write): the new data is durable (the commit drained
   // it), so poison in the blocks it replaced whole can go now. A crash in between leaves the
   // poison and the new data; the write can be repeated.

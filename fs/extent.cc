@@ -46,29 +46,10 @@ void Filesystem::clear_record_locked(Txn& txn, Inode& in, RecordLoc loc) {
   in.free_records.push_back(loc);
 }
 
-Status Filesystem::sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t length) {
-  uint64_t head = refcount_head_;
-  auto alloc = [this]() -> Result<uint64_t> {
-    BlockRange r = TRY(space_.alloc_locked(1, 0));
-    return r.start;
-  };
-  auto persist = [this](void* dst, const void* src, size_t n) { dev_->memcpy_persist(dst, src, n); };
-  TRY(refcounts_.sync(txn, rmap_, physical, length, offsetof(SuperBlock, refcount_head), head, dev_->base(),
-                      alloc, persist));
-  refcount_head_ = head;
-  return {};
-}
-
-bool Filesystem::shared_locked(uint64_t physical, uint64_t length) const {
-  bool shared = false;
-  rmap_.for_each_count(physical, length, [&](uint64_t, uint64_t, uint32_t c) { shared |= c >= 2; });
-  return shared;
-}
-
 Status Filesystem::map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t physical, uint64_t length,
                               uint32_t flags) {
   // Mapping blocks somebody else maps already (a clone) changes their reference counts.
-  bool was_mapped = rmap_.mapped(physical, length);
+  bool was_mapped = owners_.rmap().mapped(physical, length);
   uint64_t p0 = physical, l0 = length;
   while (length > 0) {
     uint64_t n = std::min(length, kMaxExtentLength);
@@ -81,7 +62,7 @@ Status Filesystem::map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t ph
           p.length + n <= kMaxExtentLength) {
         p.length += n;
         write_extent_locked(txn, in, prev->first, p);
-        rmap_.add(physical, n, in.ino, logical, flags);
+        owners_.rmap().add(physical, n, in.ino, logical, flags);
         in.data_blocks += n;
         logical += n, physical += n, length -= n;
         continue;
@@ -91,11 +72,11 @@ Status Filesystem::map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t ph
     Extent e{physical, n, flags, loc};
     in.extents[logical] = e;
     write_extent_locked(txn, in, logical, e);
-    rmap_.add(physical, n, in.ino, logical, flags);
+    owners_.rmap().add(physical, n, in.ino, logical, flags);
     in.data_blocks += n;
     logical += n, physical += n, length -= n;
   }
-  if (was_mapped) TRY(sync_refcounts_locked(txn, p0, l0));
+  if (was_mapped) TRY(owners_.sync_refcounts_locked(txn, p0, l0));
   return {};
 }
 
@@ -132,14 +113,14 @@ Status Filesystem::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t en
     }
     uint64_t cut_start = std::max(first, lstart), cut_end = std::min(end, lend);
     uint64_t cut_phys = e.physical + (cut_start - lstart), cut_len = cut_end - cut_start;
-    rmap_.remove(cut_phys, cut_len, in.ino, cut_start);
+    owners_.rmap().remove(cut_phys, cut_len, in.ino, cut_start);
     // A block another file still maps only loses a reference; one nobody maps is freed.
     bool was_shared = false;
-    rmap_.for_each_count(cut_phys, cut_len, [&](uint64_t s, uint64_t l, uint32_t c) {
+    owners_.rmap().for_each_count(cut_phys, cut_len, [&](uint64_t s, uint64_t l, uint32_t c) {
       if (c == 0 && free_blocks) txn.free_after_commit(s, l);
       was_shared |= c >= 1;
     });
-    if (was_shared || !refcounts_.records().empty()) TRY(sync_refcounts_locked(txn, cut_phys, cut_len));
+    if (was_shared || !owners_.refcounts().records().empty()) TRY(owners_.sync_refcounts_locked(txn, cut_phys, cut_len));
     in.data_blocks -= cut_len;
     it = in.extents.erase(it);
     bool keep_left = lstart < cut_start, keep_right = cut_end < lend;

@@ -33,6 +33,7 @@
 #include "daxcore/iomap.h"
 #include "daxcore/layout.h"
 #include "fs/alloc.h"
+#include "fs/block_owners.h"
 #include "fs/counters.h"
 #include "fs/inode.h"
 #include "fs/journal.h"
@@ -290,10 +291,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   void clear_record_locked(Txn& txn, Inode& in, RecordLoc loc);
   Status map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t physical, uint64_t length,
                     uint32_t flags);
-  // Rewrites the persistent refcount records of a physical range to match the rmap.
-  Status sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t length);
-  // True when some block of the physical range has more than one owner.
-  bool shared_locked(uint64_t physical, uint64_t length) const;
   // Removes mappings in [first, end) (logical blocks); frees the blocks when free_blocks.
   Status unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks);
   struct Holes {
@@ -363,7 +360,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
                                uint64_t* new_blocks);
 
   // Reflink (reflink.cc).
-  uint64_t shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const;
   // Checks a clone of src's blocks [first, end) can complete: space for its metadata and for the
   // blocks at the reference-count ceiling (copied, not shared), and no poison in those. ENOSPC/EIO.
   Status reserve_for_clone_locked(const Inode& src, uint64_t first, uint64_t end) const;
@@ -389,9 +385,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Allocator alloc_;
   // reserve/alloc/commit and the journal; mu_ held as its calls say.
   Space space_{alloc_, counters_, [this](const std::string& why) { shutdown(why); }};
-  Rmap rmap_;                 // data blocks -> owners; counts are reference counts
-  RefcountTable refcounts_;   // the persistent records of counts >= 2
-  uint64_t refcount_head_ = 0;
+  BlockOwners owners_{*dev_, space_};  // rmap, refcount records; mu_ held as its calls say
   std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
   std::vector<uint64_t> free_inos_;
   uint64_t root_ = 0;

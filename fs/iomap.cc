@@ -31,7 +31,7 @@ dax::Iomap Filesystem::mapping_at_locked(const Inode& in, uint64_t first, uint64
     // Split where the sharing changes: the leading run with one answer to "shared?".
     uint64_t run = 0;
     bool shared = false, done = false;
-    rmap_.for_each_count(phys, stop - first, [&](uint64_t, uint64_t l, uint32_t c) {
+    owners_.rmap().for_each_count(phys, stop - first, [&](uint64_t, uint64_t l, uint32_t c) {
       if (done) return;
       if (run == 0) shared = c >= 2;
       if (run > 0 && (c >= 2) != shared) {
@@ -129,7 +129,7 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
 Result<dax::IomapPair> Filesystem::storable_iomap_locked(Inode& inode, uint64_t first, uint64_t end, uint32_t ops,
                                                          const dax::Iomap& before, dax::IomapPair out) {
   Inode* in = &inode;
-  TRY(space_.reserve_locked(blocks_to_map(*in, first, end) + shared_blocks_locked(*in, first, end) + 2));
+  TRY(space_.reserve_locked(blocks_to_map(*in, first, end) + owners_.shared_blocks_locked(*in, first, end) + 2));
   Txn txn;
   DirtyGuard guard(space_, txn);
   if (ops & dax::kIomapWrite) {

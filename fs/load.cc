@@ -101,7 +101,7 @@ Status Loader::load_extents(Inode& in, const std::string& who) {
       if (const char* why = ondisk::extent_error(e, area_)) return corrupt(what + " " + why);
       auto end = [](auto it) { return it->first + it->second.length; };
       if (ondisk::overlaps(in.extents, e.logical, e.length, end)) return corrupt(what + " overlaps another");
-      fs_.rmap_.add(e.physical, e.length, in.ino, e.logical, e.flags & kExtentUnwritten);
+      fs_.owners_.rmap().add(e.physical, e.length, in.ino, e.logical, e.flags & kExtentUnwritten);
       in.extents[e.logical] = Extent{e.physical, e.length, e.flags & kExtentUnwritten, {b, slot}};
       in.data_blocks += e.length;
     }
@@ -169,21 +169,21 @@ Status Loader::load_refcounts() {
     memcpy(&h, block(b), sizeof h);
     if (const char* why = ondisk::record_block_error(h, kRefcountMagic, 0))
       return corrupt("refcount block " + num(b) + " " + why);
-    fs_.refcounts_.load_block(b);
+    fs_.owners_.refcounts().load_block(b);
     for (uint32_t slot = 0; slot < kRefcountsPerBlock; slot++) {
       DiskRefcount r;
       memcpy(&r, block(b) + sizeof(RecordBlockHeader) + slot * sizeof(DiskRefcount), sizeof r);
       if (r.length == 0) {
-        fs_.refcounts_.load_free_slot({b, slot});
+        fs_.owners_.refcounts().load_free_slot({b, slot});
         continue;
       }
       std::string what = "the refcount record for blocks " + num(r.start) + "+" + num(r.length);
       if (const char* why = ondisk::refcount_error(r, area_)) return corrupt(what + " " + why);
-      if (!fs_.refcounts_.load(r.start, r, {b, slot})) return corrupt(what + " overlaps another");
+      if (!fs_.owners_.refcounts().load(r.start, r, {b, slot})) return corrupt(what + " overlaps another");
     }
     b = h.next;
   }
-  fs_.refcount_head_ = fs_.sb_->refcount_head;
+  fs_.owners_.set_refcount_head(fs_.sb_->refcount_head);
   return {};
 }
 
@@ -195,7 +195,7 @@ Status Loader::check_shared_blocks() {
   if (!(fs_.sb_->features & kFeatureReflink)) {
     // Without reflink nothing may be shared, and there are no refcounts.
     if (fs_.sb_->refcount_head != 0) return corrupt("refcount records on a filesystem without reflink");
-    fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t, const std::vector<RmapOwner>& owners) {
+    fs_.owners_.rmap().for_each_segment([&](uint64_t start, uint64_t, const std::vector<RmapOwner>& owners) {
       if (ok && owners.size() > 1) {
         ok = false;
         what = "block " + num(start) + " is mapped twice on a filesystem without reflink";
@@ -203,7 +203,7 @@ Status Loader::check_shared_blocks() {
     });
     if (!ok) return corrupt(what);
   }
-  fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>&) {
+  fs_.owners_.rmap().for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>&) {
     if (ok && !fs_.alloc_.mark_used(start, length)) {
       ok = false;
       what = "data blocks " + num(start) + "+" + num(length) + " are also metadata or out of range";
@@ -211,19 +211,19 @@ Status Loader::check_shared_blocks() {
   });
   if (!ok) return corrupt(what);
   // Recorded counts against the counts the extent maps imply, both ways.
-  for (const auto& [start, rec] : fs_.refcounts_.records()) {
-    fs_.rmap_.for_each_count(start, rec.length, [&](uint64_t s, uint64_t, uint32_t c) {
+  for (const auto& [start, rec] : fs_.owners_.refcounts().records()) {
+    fs_.owners_.rmap().for_each_count(start, rec.length, [&](uint64_t s, uint64_t, uint32_t c) {
       if (ok && c != rec.count) {
         ok = false;
         what = "block " + num(s) + " has refcount record " + num(rec.count) + " but " + num(c) + " mappings";
       }
     });
   }
-  fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>& owners) {
+  fs_.owners_.rmap().for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>& owners) {
     if (ok && owners.size() >= 2) {
       for (uint64_t b = start; b < start + length && ok;) {
-        auto it = fs_.refcounts_.records().upper_bound(b);
-        if (it == fs_.refcounts_.records().begin() || std::prev(it)->first + std::prev(it)->second.length <= b) {
+        auto it = fs_.owners_.refcounts().records().upper_bound(b);
+        if (it == fs_.owners_.refcounts().records().begin() || std::prev(it)->first + std::prev(it)->second.length <= b) {
           ok = false;
           what = "block " + num(b) + " is shared without a refcount record";
           break;

@@ -14,38 +14,13 @@
 
 namespace daxfs::fs {
 
-namespace {
-// A mapped piece of a file: file blocks [logical, logical + length) on device blocks from
-// `physical`. Collected before remapping, which changes the extent map under an iterator.
-struct Piece {
-  uint64_t logical, physical, length;
-  uint32_t flags;
-};
-std::vector<Piece> pieces_of(const Inode& in, uint64_t first, uint64_t end) {
-  std::vector<Piece> out;
-  auto it = in.extents.upper_bound(first);
-  if (it != in.extents.begin()) --it;
-  for (; it != in.extents.end() && it->first < end; ++it) {
-    uint64_t s = std::max(first, it->first), e = std::min(end, it->first + it->second.length);
-    if (s < e) out.push_back({s, it->second.physical + (s - it->first), e - s, it->second.flags});
-  }
-  return out;
-}
-}  // namespace
-
-uint64_t Filesystem::shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const {
-  uint64_t n = 0;
-  for (const Piece& pc : pieces_of(in, first, end))
-    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t, uint64_t l, uint32_t c) { n += c >= 2 ? l : 0; });
-  return n;
-}
 
 Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end,
                                          uint64_t skip_from, uint64_t skip_to) {
   // The shared parts of the range's pieces.
   std::vector<Piece> pieces;
   for (const Piece& pc : pieces_of(in, first, end))
-    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t ps, uint64_t l, uint32_t c) {
+    owners_.rmap().for_each_count(pc.physical, pc.length, [&](uint64_t ps, uint64_t l, uint32_t c) {
       if (c >= 2) pieces.push_back({pc.logical + (ps - pc.physical), ps, l, pc.flags});
     });
   // Poison in a block to be copied fails the operation before anything changes (a block the
@@ -145,7 +120,7 @@ Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, In
     uint64_t at = dfirst + (pc.logical - sfirst);
     // At the maximum count a block is copied instead of shared (XFS does the same at MAXREFCOUNT).
     uint32_t top = 0;
-    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t, uint64_t, uint32_t c) { top = std::max(top, c); });
+    owners_.rmap().for_each_count(pc.physical, pc.length, [&](uint64_t, uint64_t, uint32_t c) { top = std::max(top, c); });
     if (top < kMaxRefcount) {
       TRY(map_locked(txn, dst, at, pc.physical, pc.length, pc.flags));
     } else {
@@ -170,7 +145,7 @@ Status Filesystem::reserve_for_clone_locked(const Inode& src, uint64_t first, ui
   uint64_t copies = 0;
   bool poisoned = false;
   for (const Piece& pc : pieces_of(src, first, end))
-    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t s, uint64_t l, uint32_t c) {
+    owners_.rmap().for_each_count(pc.physical, pc.length, [&](uint64_t s, uint64_t l, uint32_t c) {
       if (c < kMaxRefcount) return;
       copies += l;
       if (!(pc.flags & kExtentUnwritten) && dev_->poisoned(s * kBlockSize, l * kBlockSize)) poisoned = true;
@@ -258,7 +233,7 @@ Status Filesystem::unshare_range(uint64_t ino, uint64_t offset, uint64_t length)
   if (length == 0) return error(EINVAL);
   if (offset > kMaxFileSize || length > kMaxFileSize - offset) return error(EFBIG);
   uint64_t first = offset / kBlockSize, end = (offset + length + kBlockSize - 1) / kBlockSize;
-  uint64_t need = shared_blocks_locked(*in, first, end);
+  uint64_t need = owners_.shared_blocks_locked(*in, first, end);
   if (need == 0) return {};
   TRY(space_.reserve_locked(need + need / kExtentsPerBlock + 4));
   TRY(break_layout(lock, ino, first, end, dax::LayoutChange::kCow));

@@ -35,7 +35,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   size = static_cast<size_t>(std::min<uint64_t>(size, kMaxFileSize - offset));
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
   TRY(check_recovery_write_locked(*in, offset, size));
-  if (shared_blocks_locked(*in, first, end) > 0) {
+  if (owners_.shared_blocks_locked(*in, first, end) > 0) {
     // Our own mappings of the shared blocks go before the copy (dax_iomap_iter unmaps them);
     // with our locks held nothing can share more of the file meanwhile.
     lock.unlock();
@@ -141,7 +141,7 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
                                             KillPriv kill_priv) {
   Inode* in = &inode;
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
-  uint64_t shared = shared_blocks_locked(*in, first, end);
+  uint64_t shared = owners_.shared_blocks_locked(*in, first, end);
   TRY(space_.reserve_locked(blocks_to_map(*in, first, end) + shared + 2));
   Txn txn;
   DirtyGuard guard(space_, txn);

@@ -30,7 +30,7 @@ Status Filesystem::check_name(std::string_view name) const {
 Status Filesystem::dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
   if (dir.free_slots.empty()) {
     uint32_t base = static_cast<uint32_t>(dir.record_blocks.size() * kDirentsPerBlock);
-    TRY(new_record_block_locked(txn, dir, kDirMagic));
+    TRY(emap_.new_record_block_locked(txn, dir, kDirMagic));
     dir.slots.resize(dir.slots.size() + kDirentsPerBlock);
     for (uint32_t i = kDirentsPerBlock; i-- > 0;) dir.free_slots.push_back(base + i);
   }

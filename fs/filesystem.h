@@ -34,6 +34,7 @@
 #include "daxcore/layout.h"
 #include "fs/alloc.h"
 #include "fs/block_owners.h"
+#include "fs/extent_map.h"
 #include "fs/counters.h"
 #include "fs/inode.h"
 #include "fs/journal.h"
@@ -283,38 +284,12 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Status check_name(std::string_view name) const;
   Status remove_locked(uint64_t parent, std::string_view name, bool dir);
 
-  // Extent maps and record blocks (extent.cc).
-  // A new, empty record block with header `magic`, linked at the head of the inode's chain.
-  Result<uint64_t> new_record_block_locked(Txn& txn, Inode& in, uint64_t magic);
-  Result<RecordLoc> alloc_record_locked(Txn& txn, Inode& in);
-  void write_extent_locked(Txn& txn, Inode& in, uint64_t logical, const Extent& e);
-  void clear_record_locked(Txn& txn, Inode& in, RecordLoc loc);
-  Status map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t physical, uint64_t length,
-                    uint32_t flags);
-  // Removes mappings in [first, end) (logical blocks); frees the blocks when free_blocks.
-  Status unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks);
-  struct Holes {
-    uint64_t blocks = 0;  // unmapped blocks in the range
-    uint64_t runs = 0;    // maximal runs of them
-  };
-  Holes holes_in(const Inode& in, uint64_t first, uint64_t end) const;
-  uint64_t unmapped_blocks(const Inode& in, uint64_t first, uint64_t end) const;
-  // The most blocks mapping [first, end) can take (data and extent-record blocks): the reserve
-  // an operation checks before it changes anything.
-  uint64_t blocks_to_map(const Inode& in, uint64_t first, uint64_t end) const;
-  // Unmaps and frees [first, end), committing (with `in`) every 4096 extents from the end
-  // backwards, so that any number of extents fits the journal; the last batch is left in `txn`.
-  Status unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end);
-  // The most blocks one remapping step may cover so that its transaction fits the journal.
-  uint64_t remap_chunk_blocks() const;
   // Copies the part of [data_offset, data_offset + size) that falls in file blocks
   // [first, end) to the device blocks from `physical`; with zero_rest, zeroes the rest of those blocks.
   void copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset, const char* data,
                size_t size, bool zero_rest);
 
   // Files (file.cc).
-  // The extent holding file block `block` (its logical start in *start), or nullptr for a hole.
-  const Extent* extent_at(const Inode& in, uint64_t block, uint64_t* start) const;
   // The mapping of blocks [first, end) from `first` (fs/iomap.cc): one kind of backing, split at
   // sharing changes when `ops` writes, unshares, faults or reports, and at poison boundaries
   // when it reports. Lengths and offsets in bytes.
@@ -386,6 +361,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // reserve/alloc/commit and the journal; mu_ held as its calls say.
   Space space_{alloc_, counters_, [this](const std::string& why) { shutdown(why); }};
   BlockOwners owners_{*dev_, space_};  // rmap, refcount records; mu_ held as its calls say
+  ExtentMap emap_{*dev_, space_, owners_, alloc_};  // extent-map operations; the same
   std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
   std::vector<uint64_t> free_inos_;
   uint64_t root_ = 0;

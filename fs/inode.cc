@@ -118,7 +118,7 @@ Status Filesystem::release_inode_locked(Inode& in) {
   // next mount finishes releasing.
   Txn txn;
   DirtyGuard guard(space_, txn);
-  TRY(unmap_batched_locked(txn, in, 0, kMaxFileBlocks));
+  TRY(emap_.unmap_batched_locked(txn, in, 0, kMaxFileBlocks));
   for (uint64_t b : in.record_blocks) txn.free_after_commit(b, 1);
   if (in.is_symlink() && in.d.head) txn.free_after_commit(in.d.head, 1);
   if (in.d.xattr_block) txn.free_after_commit(in.d.xattr_block, (in.d.xattr_length + kBlockSize - 1) / kBlockSize);

@@ -125,7 +125,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::finish_mount(std::unique_ptr<Fil
       if (stale.empty()) continue;
       Txn txn;
       for (auto [s, e] : stale) {
-        TRY(fs->unmap_locked(txn, *in, s, e, true));
+        TRY(fs->emap_.unmap_locked(txn, *in, s, e, true));
         TRY(fs->commit_if_large_locked(txn, *in));
       }
       fs->store_inode(txn, *in);

@@ -39,7 +39,7 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
   const bool skipping = skip_from < skip_to;
   for (const Piece& pc : pieces) {
     for (uint64_t done = 0; done < pc.length;) {
-      BlockRange r = TRY(space_.alloc_locked(std::min(pc.length - done, remap_chunk_blocks()), 0));
+      BlockRange r = TRY(space_.alloc_locked(std::min(pc.length - done, emap_.remap_chunk_blocks()), 0));
       uint64_t logical = pc.logical + done, old = pc.physical + done;
       if (!(pc.flags & kExtentUnwritten)) {
         // Copy the old data, except whole blocks the caller is about to overwrite anyway. The
@@ -51,8 +51,8 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
                                kBlockSize);
         }
       }
-      TRY(unmap_locked(txn, in, logical, logical + r.length, true));
-      TRY(map_locked(txn, in, logical, r.start, r.length, pc.flags));
+      TRY(emap_.unmap_locked(txn, in, logical, logical + r.length, true));
+      TRY(emap_.map_locked(txn, in, logical, r.start, r.length, pc.flags));
       counters_.cow_blocks += r.length;
       done += r.length;
       if (!skipping) TRY(commit_if_large_locked(txn, in));
@@ -110,26 +110,26 @@ Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, In
                                        uint64_t n) {
   // The destination's old blocks go first (released or dereferenced), then every source piece is
   // mapped again: holes stay holes, unwritten stays unwritten.
-  TRY(unmap_batched_locked(txn, dst, dfirst, dfirst + n));
+  TRY(emap_.unmap_batched_locked(txn, dst, dfirst, dfirst + n));
   // Pieces no longer than a chunk: each step's refcount rewrite must fit the journal.
   std::vector<Piece> pieces;
   for (const Piece& pc : pieces_of(src, sfirst, sfirst + n))
-    for (uint64_t off = 0; off < pc.length; off += remap_chunk_blocks())
-      pieces.push_back({pc.logical + off, pc.physical + off, std::min(remap_chunk_blocks(), pc.length - off), pc.flags});
+    for (uint64_t off = 0; off < pc.length; off += emap_.remap_chunk_blocks())
+      pieces.push_back({pc.logical + off, pc.physical + off, std::min(emap_.remap_chunk_blocks(), pc.length - off), pc.flags});
   for (const Piece& pc : pieces) {
     uint64_t at = dfirst + (pc.logical - sfirst);
     // At the maximum count a block is copied instead of shared (XFS does the same at MAXREFCOUNT).
     uint32_t top = 0;
     owners_.rmap().for_each_count(pc.physical, pc.length, [&](uint64_t, uint64_t, uint32_t c) { top = std::max(top, c); });
     if (top < kMaxRefcount) {
-      TRY(map_locked(txn, dst, at, pc.physical, pc.length, pc.flags));
+      TRY(emap_.map_locked(txn, dst, at, pc.physical, pc.length, pc.flags));
     } else {
       for (uint64_t done = 0; done < pc.length;) {
         BlockRange r = TRY(space_.alloc_locked(pc.length - done, 0));
         if (!(pc.flags & kExtentUnwritten))
           dev_->memcpy_nodrain(dev_->base() + r.start * kBlockSize,
                                dev_->base() + (pc.physical + done) * kBlockSize, r.length * kBlockSize);
-        TRY(map_locked(txn, dst, at + done, r.start, r.length, pc.flags));
+        TRY(emap_.map_locked(txn, dst, at + done, r.start, r.length, pc.flags));
         counters_.refcount_overflow_copies += r.length;
         done += r.length;
       }

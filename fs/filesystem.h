@@ -218,7 +218,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   void notify_failure(uint64_t offset, uint64_t length, pmemdev::FailureKind kind) override;
 
  private:
-  friend class Loader;
   Filesystem(std::unique_ptr<pmemdev::Device> device, const MountOptions& opts);
   static Status check_superblock(const pmemdev::Device& device, std::string& why);
   // Orphans, post-EOF blocks, the superblock's mount state: the writes a mount makes.

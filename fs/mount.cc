@@ -45,7 +45,9 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
   // The replay may have rewritten the superblock: check it again before trusting its geometry.
   TRY(check_superblock(*fs->dev_, why));
   fs->counters_.recovered_entries = *replayed;
-  Loader loader(*fs, why);
+  Loader loader({*fs->dev_, *fs->sb_, fs->alloc_, fs->owners_, fs->inodes_, fs->free_inos_, fs->root_,
+                 fs->next_generation_},
+                why);
   TRY(loader.load());
   return finish_mount(std::move(fs), opts);
 }

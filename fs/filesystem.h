@@ -258,7 +258,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Result<Inode*> find(uint64_t ino) const;
   Result<Inode*> find_dir(uint64_t ino) const;
   struct stat to_stat(const Inode& in) const;
-  uint64_t inode_offset(uint64_t ino) const { return ino_block(ino) * kBlockSize + ino_slot(ino) * kInodeSize; }
   void store_inode(Txn& txn, Inode& in);
   // Commits `txn` (with `in` stored) once it holds a quarter of the journal: for loops over
   // unbounded numbers of extents, whose every iteration leaves a consistent state.

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "fs/filesystem.h"
+#include "fs/ondisk/codec.h"
 
 namespace daxfs::fs {
 
@@ -60,7 +61,7 @@ struct stat Filesystem::to_stat(const Inode& in) const {
   return st;
 }
 
-void Filesystem::store_inode(Txn& txn, Inode& in) { txn.write_obj(inode_offset(in.ino), in.d); }
+void Filesystem::store_inode(Txn& txn, Inode& in) { txn.write_obj(ondisk::inode_offset(in.ino), in.d); }
 
 void Filesystem::touch(Inode& in, bool mtime, bool ctime) {
   Timespec t = now_ts();
@@ -123,7 +124,7 @@ Status Filesystem::release_inode_locked(Inode& in) {
   if (in.is_symlink() && in.d.head) txn.free_after_commit(in.d.head, 1);
   if (in.d.xattr_block) txn.free_after_commit(in.d.xattr_block, (in.d.xattr_length + kBlockSize - 1) / kBlockSize);
   DiskInode zero{};
-  txn.write_obj(inode_offset(in.ino), zero);
+  txn.write_obj(ondisk::inode_offset(in.ino), zero);
   TRY(space_.commit_locked(txn));
   uint64_t ino = in.ino;
   free_inos_.push_back(ino);

@@ -30,7 +30,7 @@ Status Filesystem::check_name(std::string_view name) const {
 Status Filesystem::dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
   if (dir.free_slots.empty()) {
     uint32_t base = static_cast<uint32_t>(dir.record_blocks.size() * kDirentsPerBlock);
-    TRY(new_record_block_locked(txn, dir, kDirMagic));
+    TRY(emap_.new_record_block_locked(txn, dir, kDirMagic));
     dir.slots.resize(dir.slots.size() + kDirentsPerBlock);
     for (uint32_t i = kDirentsPerBlock; i-- > 0;) dir.free_slots.push_back(base + i);
   }
@@ -81,9 +81,9 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
   if (dir->d.nlink == 0) return error(ENOENT);  // the directory was removed while open
   if (dir->names.count(std::string(name))) return error(EEXIST);
   if (S_ISDIR(mode) && dir->d.nlink >= kMaxLinks) return error(EMLINK);
-  TRY(reserve_locked(4));
+  TRY(space_.reserve_locked(4));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   Inode* in = TRY(new_inode_locked(txn, mode, cred, *dir, rdev));
   // Until the commit, a failure must leave memory as it was: the new inode goes away again and
   // blocks taken so far go back (nothing on media references them).
@@ -96,7 +96,7 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
   };
   if (Status st = apply_create_acl_locked(*dir, *in, cred.umask); !st) return undo(st.error());
   if (S_ISLNK(mode)) {
-    auto r = alloc_locked(1, 0);
+    auto r = space_.alloc_locked(1, 0);
     if (!r) return undo(r.error());
     taken.push_back(*r);
     char block[kBlockSize] = {};
@@ -120,7 +120,7 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
   }
   touch(*dir, true, true);
   store_inode(txn, *dir);
-  TRY(commit_locked(txn));
+  TRY(space_.commit_locked(txn));
   in->nlookup++;
   return to_stat(*in);
 }
@@ -169,16 +169,16 @@ Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::str
   if (dir->names.count(std::string(new_name))) return error(EEXIST);
   if (in->d.nlink >= kMaxLinks) return error(EMLINK);
   if (in->d.nlink == 0) return error(ENOENT);  // linkat of an unlinked (O_TMPFILE-less) file
-  TRY(reserve_locked(1));
+  TRY(space_.reserve_locked(1));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   TRY(dir_add_locked(txn, *dir, new_name, *in));
   in->d.nlink++;
   touch(*in, false, true);
   touch(*dir, true, true);
   store_inode(txn, *in);
   store_inode(txn, *dir);
-  TRY(commit_locked(txn));
+  TRY(space_.commit_locked(txn));
   in->nlookup++;
   return to_stat(*in);
 }
@@ -198,7 +198,7 @@ Status Filesystem::remove_locked(uint64_t parent, std::string_view name, bool rm
     return error(EISDIR);
   }
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   dir_remove_locked(txn, *dir, name);
   if (rmdir) {
     target->d.nlink = 0;
@@ -211,7 +211,7 @@ Status Filesystem::remove_locked(uint64_t parent, std::string_view name, bool rm
   touch(*dir, true, true);
   store_inode(txn, *target);
   store_inode(txn, *dir);
-  TRY(commit_locked(txn));
+  TRY(space_.commit_locked(txn));
   maybe_release_locked(*target);
   return {};
 }
@@ -264,7 +264,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     if (src->is_dir() && sdir != ddir && is_ancestor(src, ddir)) return error(EINVAL);
     if (dst->is_dir() && sdir != ddir && is_ancestor(dst, sdir)) return error(EINVAL);
     Txn txn;
-    DirtyGuard guard(*this, txn);
+    DirtyGuard guard(space_, txn);
     dir_set_locked(txn, *sdir, name, *dst);
     dir_set_locked(txn, *ddir, new_name, *src);
     if (sdir != ddir) {
@@ -280,7 +280,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     for (Inode* i : {src, dst}) touch(*i, false, true);
     for (Inode* i : {sdir, ddir}) touch(*i, true, true);
     for (Inode* i : {src, dst, sdir, ddir}) store_inode(txn, *i);
-    return commit_locked(txn);
+    return space_.commit_locked(txn);
   }
   if (dst) {
     if (flags & RENAME_NOREPLACE) return error(EEXIST);
@@ -295,9 +295,9 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     if (is_ancestor(src, ddir)) return error(EINVAL);
     if (!dst && ddir->d.nlink >= kMaxLinks) return error(EMLINK);
   }
-  TRY(reserve_locked(1));
+  TRY(space_.reserve_locked(1));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   std::string sname(name);  // `name` may alias the slot we are about to rewrite
   if (dst) {
     dir_set_locked(txn, *ddir, new_name, *src);
@@ -322,7 +322,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
   touch(*sdir, true, true);
   touch(*ddir, true, true);
   for (Inode* i : {src, sdir, ddir}) store_inode(txn, *i);
-  TRY(commit_locked(txn));
+  TRY(space_.commit_locked(txn));
   if (dst) maybe_release_locked(*dst);
   return {};
 }

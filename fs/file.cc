@@ -18,15 +18,6 @@ constexpr size_t kTruncateBatch = 4096;  // extents dropped per transaction
 constexpr uint64_t kEndBlock = kMaxFileBlocks;
 }  // namespace
 
-const Extent* Filesystem::extent_at(const Inode& in, uint64_t block, uint64_t* start) const {
-  auto it = in.extents.upper_bound(block);
-  if (it == in.extents.begin()) return nullptr;
-  --it;
-  if (it->first + it->second.length <= block) return nullptr;
-  *start = it->first;
-  return &it->second;
-}
-
 Status Filesystem::zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to) {
   if (from >= to) return {};
   // A shared block is copied first: the other sharers never see the zeros.
@@ -35,7 +26,7 @@ Status Filesystem::zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint
   for (uint64_t b = from / kBlockSize; b * kBlockSize < to; b++) {
     uint64_t s = std::max(from, b * kBlockSize), e = std::min(to, (b + 1) * kBlockSize);
     uint64_t estart;
-    const Extent* x = extent_at(in, b, &estart);
+    const Extent* x = emap_.extent_at(in, b, &estart);
     if (!x || x->unwritten()) continue;
     char* p = dev_->base() + (x->physical + b - estart) * kBlockSize;
     dev_->memset_persist(p + s % kBlockSize, 0, e - s);
@@ -125,7 +116,7 @@ Status Filesystem::check_recovery_write_locked(const Inode& in, uint64_t offset,
   for (uint64_t byte : {offset, offset + size}) {
     if (byte % kBlockSize == 0) continue;
     uint64_t block = byte == offset ? offset / kBlockSize : (offset + size - 1) / kBlockSize, estart;
-    const Extent* e = extent_at(in, block, &estart);
+    const Extent* e = emap_.extent_at(in, block, &estart);
     if (e && !e->unwritten() && dev_->poisoned((e->physical + block - estart) * kBlockSize, kBlockSize))
       return error(EIO);
   }
@@ -146,9 +137,9 @@ Status Filesystem::truncate_locked(Inode& in, uint64_t size, Txn& txn) {
       // (a crash in between leaves post-EOF blocks, trimmed at the next mount).
       in.d.size = size;
       store_inode(txn, in);
-      TRY(commit_locked(txn));
+      TRY(space_.commit_locked(txn));
     }
-    TRY(unmap_batched_locked(txn, in, first, kEndBlock));
+    TRY(emap_.unmap_batched_locked(txn, in, first, kEndBlock));
   }
   in.d.size = size;
   return {};
@@ -169,8 +160,8 @@ Status Filesystem::allocate_range_locked(Txn& txn, Inode& in, uint64_t first, ui
     uint64_t hole_end = it == in.extents.end() ? end : std::min(end, it->first);
     uint64_t goal = 0;
     while (pos < hole_end) {
-      BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
-      TRY(map_locked(txn, in, pos, r.start, r.length, flags));
+      BlockRange r = TRY(space_.alloc_locked(hole_end - pos, goal));
+      TRY(emap_.map_locked(txn, in, pos, r.start, r.length, flags));
       *new_blocks += r.length;
       pos += r.length;
       goal = r.end();
@@ -195,7 +186,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
   uint64_t end_byte = offset + length;
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   if (mode & FALLOC_FL_PUNCH_HOLE) {
     if (!keep_size || (mode & FALLOC_FL_ZERO_RANGE)) return error(EOPNOTSUPP);
     TRY(break_layout(lock, ino, offset / kBlockSize, (end_byte + kBlockSize - 1) / kBlockSize,
@@ -208,16 +199,16 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
     } else {
       TRY(zero_in_place_locked(txn, *in, offset, first * kBlockSize));
       TRY(zero_in_place_locked(txn, *in, end * kBlockSize, end_byte));
-      TRY(unmap_batched_locked(txn, *in, first, end));
+      TRY(emap_.unmap_batched_locked(txn, *in, first, end));
     }
     touch(*in, true, true);
     store_inode(txn, *in);
-    return commit_locked(txn);
+    return space_.commit_locked(txn);
   }
   uint64_t first = offset / kBlockSize, end = (end_byte + kBlockSize - 1) / kBlockSize;
-  uint64_t need = blocks_to_map(*in, first, end);
+  uint64_t need = emap_.blocks_to_map(*in, first, end);
   if (mode & FALLOC_FL_ZERO_RANGE) need += 2 * in->extents.size() / kExtentsPerBlock + 2;  // conversions
-  TRY(reserve_locked(need));
+  TRY(space_.reserve_locked(need));
   uint64_t added = 0;
   if (mode & FALLOC_FL_ZERO_RANGE) {
     TRY(break_layout(lock, ino, first, end, dax::LayoutChange::kZero));
@@ -235,16 +226,16 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
       for (; it != in->extents.end() && it->first < zend; ++it) {
         uint64_t s = std::max(zfirst, it->first), e = std::min(zend, it->first + it->second.length);
         if (s >= e || it->second.unwritten()) continue;
-        for (uint64_t off = s; off < e; off += remap_chunk_blocks()) {  // bounded steps
+        for (uint64_t off = s; off < e; off += emap_.remap_chunk_blocks()) {  // bounded steps
           Extent piece = it->second;
           piece.physical += off - it->first;
-          piece.length = std::min(remap_chunk_blocks(), e - off);
+          piece.length = std::min(emap_.remap_chunk_blocks(), e - off);
           written.push_back({off, piece});
         }
       }
       for (auto& [s, piece] : written) {
-        TRY(unmap_locked(txn, *in, s, s + piece.length, false));
-        TRY(map_locked(txn, *in, s, piece.physical, piece.length, kExtentUnwritten));
+        TRY(emap_.unmap_locked(txn, *in, s, s + piece.length, false));
+        TRY(emap_.map_locked(txn, *in, s, piece.physical, piece.length, kExtentUnwritten));
         TRY(commit_if_large_locked(txn, *in));
       }
     }
@@ -256,7 +247,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   }
   touch(*in, (mode & FALLOC_FL_ZERO_RANGE) != 0, true);
   store_inode(txn, *in);
-  return commit_locked(txn);
+  return space_.commit_locked(txn);
 }
 
 Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {

@@ -33,10 +33,14 @@
 #include "daxcore/iomap.h"
 #include "daxcore/layout.h"
 #include "fs/alloc.h"
+#include "fs/block_owners.h"
+#include "fs/extent_map.h"
+#include "fs/counters.h"
 #include "fs/inode.h"
 #include "fs/journal.h"
 #include "fs/refcount.h"
 #include "fs/rmap.h"
+#include "fs/space.h"
 #include "pmemdev/device.h"
 #include "pmemdev/holder.h"
 #include "common/result.h"
@@ -68,16 +72,6 @@ struct SetAttr {
   uint32_t mode = 0, uid = 0, gid = 0;
   uint64_t size = 0;
   timespec atime{}, mtime{}, ctime{};
-};
-
-struct Counters {
-  std::atomic<uint64_t> transactions{0};
-  std::atomic<uint64_t> reads{0}, writes{0};
-  std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
-  std::atomic<uint64_t> blocks_allocated{0}, blocks_freed{0};
-  std::atomic<uint64_t> poison_events{0};
-  std::atomic<uint64_t> recovered_entries{0}, orphans_freed{0}, post_eof_trimmed{0};
-  std::atomic<uint64_t> clones{0}, dedupes{0}, cow_blocks{0}, refcount_overflow_copies{0};
 };
 
 // What readdir hands to its sink; return false from the sink to stop (buffer full).
@@ -224,7 +218,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   void notify_failure(uint64_t offset, uint64_t length, pmemdev::FailureKind kind) override;
 
  private:
-  friend class Loader;
   Filesystem(std::unique_ptr<pmemdev::Device> device, const MountOptions& opts);
   static Status check_superblock(const pmemdev::Device& device, std::string& why);
   // Orphans, post-EOF blocks, the superblock's mount state: the writes a mount makes.
@@ -265,30 +258,11 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Result<Inode*> find(uint64_t ino) const;
   Result<Inode*> find_dir(uint64_t ino) const;
   struct stat to_stat(const Inode& in) const;
-  uint64_t inode_offset(uint64_t ino) const { return ino_block(ino) * kBlockSize + ino_slot(ino) * kInodeSize; }
   void store_inode(Txn& txn, Inode& in);
-  Status commit_locked(Txn& txn);
-  // ENOSPC unless `blocks` and kReserveBlocks more are free (record blocks and inode chunks an
-  // operation may need beyond its estimate); statfs reports free space net of them.
-  static constexpr uint64_t kReserveBlocks = 8;
-  Status reserve_locked(uint64_t blocks) const;
-  Result<BlockRange> alloc_locked(uint64_t want, uint64_t goal);
   // Commits `txn` (with `in` stored) once it holds a quarter of the journal: for loops over
   // unbounded numbers of extents, whose every iteration leaves a consistent state.
   Status commit_if_large_locked(Txn& txn, Inode& in);
-  // Declared right after an operation's Txn: if the operation returns with the transaction
-  // still holding changes (it failed halfway), the filesystem shuts down.
-  class DirtyGuard {
-   public:
-    DirtyGuard(Filesystem& fs, Txn& txn) : fs_(fs), txn_(txn) {}
-    ~DirtyGuard();
-    DirtyGuard(const DirtyGuard&) = delete;
-    DirtyGuard& operator=(const DirtyGuard&) = delete;
-
-   private:
-    Filesystem& fs_;
-    Txn& txn_;
-  };
+  using DirtyGuard = Space::DirtyGuard;
   void touch(Inode& in, bool mtime, bool ctime);
 
   // Inodes (inode.cc).
@@ -308,42 +282,12 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Status check_name(std::string_view name) const;
   Status remove_locked(uint64_t parent, std::string_view name, bool dir);
 
-  // Extent maps and record blocks (extent.cc).
-  // A new, empty record block with header `magic`, linked at the head of the inode's chain.
-  Result<uint64_t> new_record_block_locked(Txn& txn, Inode& in, uint64_t magic);
-  Result<RecordLoc> alloc_record_locked(Txn& txn, Inode& in);
-  void write_extent_locked(Txn& txn, Inode& in, uint64_t logical, const Extent& e);
-  void clear_record_locked(Txn& txn, Inode& in, RecordLoc loc);
-  Status map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t physical, uint64_t length,
-                    uint32_t flags);
-  // Rewrites the persistent refcount records of a physical range to match the rmap.
-  Status sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t length);
-  // True when some block of the physical range has more than one owner.
-  bool shared_locked(uint64_t physical, uint64_t length) const;
-  // Removes mappings in [first, end) (logical blocks); frees the blocks when free_blocks.
-  Status unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks);
-  struct Holes {
-    uint64_t blocks = 0;  // unmapped blocks in the range
-    uint64_t runs = 0;    // maximal runs of them
-  };
-  Holes holes_in(const Inode& in, uint64_t first, uint64_t end) const;
-  uint64_t unmapped_blocks(const Inode& in, uint64_t first, uint64_t end) const;
-  // The most blocks mapping [first, end) can take (data and extent-record blocks): the reserve
-  // an operation checks before it changes anything.
-  uint64_t blocks_to_map(const Inode& in, uint64_t first, uint64_t end) const;
-  // Unmaps and frees [first, end), committing (with `in`) every 4096 extents from the end
-  // backwards, so that any number of extents fits the journal; the last batch is left in `txn`.
-  Status unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end);
-  // The most blocks one remapping step may cover so that its transaction fits the journal.
-  uint64_t remap_chunk_blocks() const;
   // Copies the part of [data_offset, data_offset + size) that falls in file blocks
   // [first, end) to the device blocks from `physical`; with zero_rest, zeroes the rest of those blocks.
   void copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset, const char* data,
                size_t size, bool zero_rest);
 
   // Files (file.cc).
-  // The extent holding file block `block` (its logical start in *start), or nullptr for a hole.
-  const Extent* extent_at(const Inode& in, uint64_t block, uint64_t* start) const;
   // The mapping of blocks [first, end) from `first` (fs/iomap.cc): one kind of backing, split at
   // sharing changes when `ops` writes, unshares, faults or reports, and at poison boundaries
   // when it reports. Lengths and offsets in bytes.
@@ -389,7 +333,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
                                uint64_t* new_blocks);
 
   // Reflink (reflink.cc).
-  uint64_t shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const;
   // Checks a clone of src's blocks [first, end) can complete: space for its metadata and for the
   // blocks at the reference-count ceiling (copied, not shared), and no poison in those. ENOSPC/EIO.
   Status reserve_for_clone_locked(const Inode& src, uint64_t first, uint64_t end) const;
@@ -410,12 +353,13 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   std::unique_ptr<pmemdev::Device> dev_;
   MountOptions opts_;
   SuperBlock* sb_ = nullptr;  // the on-media superblock (read-only except through txns)
-  std::unique_ptr<Journal> journal_;
   mutable std::shared_mutex mu_;
+  Counters counters_;
   Allocator alloc_;
-  Rmap rmap_;                 // data blocks -> owners; counts are reference counts
-  RefcountTable refcounts_;   // the persistent records of counts >= 2
-  uint64_t refcount_head_ = 0;
+  // reserve/alloc/commit and the journal; mu_ held as its calls say.
+  Space space_{alloc_, counters_, [this](const std::string& why) { shutdown(why); }};
+  BlockOwners owners_{*dev_, space_};  // rmap, refcount records; mu_ held as its calls say
+  ExtentMap emap_{*dev_, space_, owners_, alloc_};  // extent-map operations; the same
   std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
   std::vector<uint64_t> free_inos_;
   uint64_t root_ = 0;
@@ -423,7 +367,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   std::atomic<bool> shutdown_{false};
   dax::LayoutSink* layout_ = nullptr;
   bool mounted_ = false;
-  Counters counters_;
 };
 
 // Formats `device`: superblock, journal, the first inode chunk and the root directory.

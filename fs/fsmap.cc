@@ -55,10 +55,10 @@ std::vector<Filesystem::MapRow> Filesystem::fsmap(uint64_t start, uint64_t end, 
     if (in->is_symlink() && in->d.head) meta(in->d.head, 1, DAXFS_OWN_SYMLINK, ino);
     if (in->d.xattr_block) meta(in->d.xattr_block, (in->d.xattr_length + kBlockSize - 1) / kBlockSize, DAXFS_OWN_XATTR, ino);
   }
-  for (uint64_t b : refcounts_.blocks()) meta(b, 1, DAXFS_OWN_REFCOUNT, 0);
+  for (uint64_t b : owners_.refcounts().blocks()) meta(b, 1, DAXFS_OWN_REFCOUNT, 0);
   for (const BlockRange& r : alloc_.free_ranges()) meta(r.start, r.length, DAXFS_OWN_FREE, 0);
   if (first < last) {
-    for (const RmapRange& r : rmap_.query(first, last - first)) {
+    for (const RmapRange& r : owners_.rmap().query(first, last - first)) {
       for (const RmapOwner& o : r.owners) {
         MapRow row{r.physical * kBlockSize, r.length * kBlockSize, DAXFS_OWN_DATA, o.ino, o.logical * kBlockSize,
                    (r.owners.size() >= 2 ? DAXFS_EXTENT_SHARED : 0u) |

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "fs/filesystem.h"
+#include "fs/ondisk/codec.h"
 
 namespace daxfs::fs {
 
@@ -60,7 +61,7 @@ struct stat Filesystem::to_stat(const Inode& in) const {
   return st;
 }
 
-void Filesystem::store_inode(Txn& txn, Inode& in) { txn.write_obj(inode_offset(in.ino), in.d); }
+void Filesystem::store_inode(Txn& txn, Inode& in) { txn.write_obj(ondisk::inode_offset(in.ino), in.d); }
 
 void Filesystem::touch(Inode& in, bool mtime, bool ctime) {
   Timespec t = now_ts();
@@ -74,7 +75,7 @@ Result<Inode*> Filesystem::new_inode_locked(Txn& txn, uint32_t mode, const Cred&
     // A new chunk, pushed at the head of the chain; its slots are zero (free) before it is linked.
     // It is linked by a transaction of its own, so that the chunk is valid on media whatever
     // becomes of the operation that needed it.
-    BlockRange r = TRY(alloc_locked(1, sb_->first_chunk));
+    BlockRange r = TRY(space_.alloc_locked(1, sb_->first_chunk));
     char block[kBlockSize] = {};
     ChunkHeader ch{};
     ch.magic = kChunkMagic;
@@ -84,7 +85,7 @@ Result<Inode*> Filesystem::new_inode_locked(Txn& txn, uint32_t mode, const Cred&
     uint64_t head = r.start;
     Txn link;
     link.write(offsetof(SuperBlock, first_chunk), &head, sizeof head);
-    TRY(commit_locked(link));
+    TRY(space_.commit_locked(link));
     for (uint32_t slot = kInodesPerChunk - 1; slot >= 1; slot--) free_inos_.push_back(make_ino(r.start, slot));
   }
   uint64_t ino = free_inos_.back();
@@ -117,14 +118,14 @@ Status Filesystem::release_inode_locked(Inode& in) {
   // Data first, in bounded transactions; a crash in between leaves an orphan (nlink 0) that the
   // next mount finishes releasing.
   Txn txn;
-  DirtyGuard guard(*this, txn);
-  TRY(unmap_batched_locked(txn, in, 0, kMaxFileBlocks));
+  DirtyGuard guard(space_, txn);
+  TRY(emap_.unmap_batched_locked(txn, in, 0, kMaxFileBlocks));
   for (uint64_t b : in.record_blocks) txn.free_after_commit(b, 1);
   if (in.is_symlink() && in.d.head) txn.free_after_commit(in.d.head, 1);
   if (in.d.xattr_block) txn.free_after_commit(in.d.xattr_block, (in.d.xattr_length + kBlockSize - 1) / kBlockSize);
   DiskInode zero{};
-  txn.write_obj(inode_offset(in.ino), zero);
-  TRY(commit_locked(txn));
+  txn.write_obj(ondisk::inode_offset(in.ino), zero);
+  TRY(space_.commit_locked(txn));
   uint64_t ino = in.ino;
   free_inos_.push_back(ino);
   inodes_.erase(ino);
@@ -200,7 +201,7 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
   TRY(check_writable());
   Inode* in = TRY(find(ino));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   bool changed = false;
   if (a.valid & SetAttr::kSize) {
     if (in->is_dir()) return error(EISDIR);
@@ -242,7 +243,7 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
   if (changed) touch(*in, false, true);
   if (a.valid & SetAttr::kCtime) in->d.ctime = from_timespec(a.ctime);
   store_inode(txn, *in);
-  TRY(commit_locked(txn));
+  TRY(space_.commit_locked(txn));
   return to_stat(*in);
 }
 

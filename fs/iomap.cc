@@ -16,7 +16,7 @@ dax::Iomap Filesystem::mapping_at_locked(const Inode& in, uint64_t first, uint64
   dax::Iomap m;
   m.offset = first * kBlockSize;
   uint64_t estart = 0;
-  const Extent* e = extent_at(in, first, &estart);
+  const Extent* e = emap_.extent_at(in, first, &estart);
   if (!e) {
     auto next = in.extents.upper_bound(first);
     uint64_t stop = next == in.extents.end() ? end : std::min(end, next->first);
@@ -31,7 +31,7 @@ dax::Iomap Filesystem::mapping_at_locked(const Inode& in, uint64_t first, uint64
     // Split where the sharing changes: the leading run with one answer to "shared?".
     uint64_t run = 0;
     bool shared = false, done = false;
-    rmap_.for_each_count(phys, stop - first, [&](uint64_t, uint64_t l, uint32_t c) {
+    owners_.rmap().for_each_count(phys, stop - first, [&](uint64_t, uint64_t l, uint32_t c) {
       if (done) return;
       if (run == 0) shared = c >= 2;
       if (run > 0 && (c >= 2) != shared) {
@@ -68,14 +68,14 @@ Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uin
     if (m.type == dax::IomapType::kUnwritten) {
       uint64_t phys = m.address / kBlockSize;
       dev_->memset_nodrain(dev_->base() + m.address, 0, m.length);  // zeros become real data
-      TRY(unmap_locked(txn, in, pos, stop, false));
-      TRY(map_locked(txn, in, pos, phys, stop - pos, 0));
+      TRY(emap_.unmap_locked(txn, in, pos, stop, false));
+      TRY(emap_.map_locked(txn, in, pos, phys, stop - pos, 0));
     } else if (m.type == dax::IomapType::kHole) {
       uint64_t goal = 0;
       for (uint64_t at = pos; at < stop;) {
-        BlockRange r = TRY(alloc_locked(stop - at, goal));
+        BlockRange r = TRY(space_.alloc_locked(stop - at, goal));
         dev_->memset_nodrain(dev_->base() + r.start * kBlockSize, 0, r.length * kBlockSize);
-        TRY(map_locked(txn, in, at, r.start, r.length, 0));
+        TRY(emap_.map_locked(txn, in, at, r.start, r.length, 0));
         at += r.length;
         goal = r.end();
       }
@@ -129,9 +129,9 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
 Result<dax::IomapPair> Filesystem::storable_iomap_locked(Inode& inode, uint64_t first, uint64_t end, uint32_t ops,
                                                          const dax::Iomap& before, dax::IomapPair out) {
   Inode* in = &inode;
-  TRY(reserve_locked(blocks_to_map(*in, first, end) + shared_blocks_locked(*in, first, end) + 2));
+  TRY(space_.reserve_locked(emap_.blocks_to_map(*in, first, end) + owners_.shared_blocks_locked(*in, first, end) + 2));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   if (ops & dax::kIomapWrite) {
     TRY(make_storable_locked(txn, *in, first, end));
   } else {
@@ -140,7 +140,7 @@ Result<dax::IomapPair> Filesystem::storable_iomap_locked(Inode& inode, uint64_t 
     TRY(unshare_blocks_locked(txn, *in, first, end, 0, 0));
   }
   store_inode(txn, *in);
-  TRY(commit_locked(txn));  // drains the zeroes and copies above before the commit record
+  TRY(space_.commit_locked(txn));  // drains the zeroes and copies above before the commit record
   out.map = mapping_at_locked(*in, first, end, ops);
   if (before.type != out.map.type) out.map.flags |= dax::kIomapNew;
   return out;

@@ -13,9 +13,10 @@ namespace {
 std::string num(uint64_t v) { return std::to_string(v); }
 }  // namespace
 
-Loader::Loader(Filesystem& fs, std::string& why) : fs_(fs), why_(why), area_(ondisk::data_area(*fs.sb_)) {}
+Loader::Loader(const LoadTarget& target, std::string& why)
+    : t_(target), why_(why), area_(ondisk::data_area(target.sb)) {}
 
-const char* Loader::block(uint64_t b) const { return fs_.dev_->base() + b * kBlockSize; }
+const char* Loader::block(uint64_t b) const { return t_.dev.base() + b * kBlockSize; }
 
 Errno Loader::corrupt(const std::string& what) {
   why_ = what + " (run fsck.daxfs)";
@@ -23,26 +24,26 @@ Errno Loader::corrupt(const std::string& what) {
 }
 
 Status Loader::load() {
-  const SuperBlock& sb = *fs_.sb_;
-  fs_.alloc_.reset(area_.start, sb.block_count);
-  fs_.next_generation_ = sb.next_generation;
+  const SuperBlock& sb = t_.sb;
+  t_.alloc.reset(area_.start, sb.block_count);
+  t_.next_generation = sb.next_generation;
   TRY(load_chunks());
-  for (auto& [ino, in] : fs_.inodes_) {
+  for (auto& [ino, in] : t_.inodes) {
     TRY(load_inode(*in));
     // The superblock's copy is written only at a clean unmount: never reuse a generation.
-    fs_.next_generation_ = std::max(fs_.next_generation_, in->d.generation + 1);
+    t_.next_generation = std::max(t_.next_generation, in->d.generation + 1);
   }
   TRY(load_refcounts());
   TRY(check_shared_blocks());
-  auto root = fs_.inodes_.find(sb.root_ino);
-  if (root == fs_.inodes_.end() || !root->second->is_dir()) return corrupt("the root directory is missing");
-  fs_.root_ = sb.root_ino;
+  auto root = t_.inodes.find(sb.root_ino);
+  if (root == t_.inodes.end() || !root->second->is_dir()) return corrupt("the root directory is missing");
+  t_.root = sb.root_ino;
   return check_namespace();
 }
 
 Status Loader::load_chunks() {
-  for (uint64_t chunk = fs_.sb_->first_chunk; chunk != 0;) {
-    if (!block_ok(chunk) || !fs_.alloc_.mark_used(chunk, 1))
+  for (uint64_t chunk = t_.sb.first_chunk; chunk != 0;) {
+    if (!block_ok(chunk) || !t_.alloc.mark_used(chunk, 1))
       return corrupt("inode chunk " + num(chunk) + " is out of range or used twice");
     const char* p = block(chunk);
     ChunkHeader ch;
@@ -54,15 +55,15 @@ Status Loader::load_chunks() {
       in->ino = ino;
       memcpy(&in->d, p + slot * kInodeSize, sizeof(DiskInode));
       if (in->d.mode == 0) {
-        fs_.free_inos_.push_back(ino);
+        t_.free_inos.push_back(ino);
         continue;
       }
-      fs_.inodes_[ino] = std::move(in);
+      t_.inodes[ino] = std::move(in);
     }
     chunk = ch.next;
   }
   // Newest chunk first in the chain: hand out low slots of the newest chunks first.
-  std::reverse(fs_.free_inos_.begin(), fs_.free_inos_.end());
+  std::reverse(t_.free_inos.begin(), t_.free_inos.end());
   return {};
 }
 
@@ -76,7 +77,7 @@ Status Loader::load_inode(Inode& in) {
   } else if (in.is_dir()) {
     TRY(load_dirents(in, who));
   } else if (in.is_symlink()) {
-    if (!block_ok(in.d.head) || !fs_.alloc_.mark_used(in.d.head, 1))
+    if (!block_ok(in.d.head) || !t_.alloc.mark_used(in.d.head, 1))
       return corrupt(who + " is a symlink with a bad target block");
     auto target = ondisk::decode_symlink(block(in.d.head), in.d.size);
     if (!target) return corrupt(who + " is a symlink that " + target.why());
@@ -101,7 +102,7 @@ Status Loader::load_extents(Inode& in, const std::string& who) {
       if (const char* why = ondisk::extent_error(e, area_)) return corrupt(what + " " + why);
       auto end = [](auto it) { return it->first + it->second.length; };
       if (ondisk::overlaps(in.extents, e.logical, e.length, end)) return corrupt(what + " overlaps another");
-      fs_.rmap_.add(e.physical, e.length, in.ino, e.logical, e.flags & kExtentUnwritten);
+      t_.owners.rmap().add(e.physical, e.length, in.ino, e.logical, e.flags & kExtentUnwritten);
       in.extents[e.logical] = Extent{e.physical, e.length, e.flags & kExtentUnwritten, {b, slot}};
       in.data_blocks += e.length;
     }
@@ -136,7 +137,7 @@ Status Loader::load_xattrs(Inode& in, const std::string& who) {
   uint64_t blocks = (uint64_t{in.d.xattr_length} + kBlockSize - 1) / kBlockSize;
   if (const char* why = ondisk::xattr_blob_error(in.d.xattr_block, in.d.xattr_length, area_))
     return corrupt(who + " has an xattr blob that " + why);
-  if (!fs_.alloc_.mark_used(in.d.xattr_block, blocks)) return corrupt(who + " has an xattr blob in used blocks");
+  if (!t_.alloc.mark_used(in.d.xattr_block, blocks)) return corrupt(who + " has an xattr blob in used blocks");
   auto xattrs = ondisk::decode_xattrs({block(in.d.xattr_block), in.d.xattr_length}, in.is_dir());
   if (!xattrs) return corrupt(who + " has an xattr blob that " + xattrs.why());
   in.xattrs = std::move(xattrs).value();
@@ -147,7 +148,7 @@ Status Loader::load_xattrs(Inode& in, const std::string& who) {
 Result<std::vector<uint64_t>> Loader::chain(const Inode& in, uint64_t magic) {
   std::vector<uint64_t> blocks;
   for (uint64_t b = in.d.head; b != 0;) {
-    if (!block_ok(b) || !fs_.alloc_.mark_used(b, 1))
+    if (!block_ok(b) || !t_.alloc.mark_used(b, 1))
       return corrupt("inode " + num(in.ino) + " record block out of range or used twice");
     RecordBlockHeader h;
     memcpy(&h, block(b), sizeof h);
@@ -162,28 +163,28 @@ Result<std::vector<uint64_t>> Loader::chain(const Inode& in, uint64_t magic) {
 
 // The refcount chain and its records, each valid on its own and overlapping no other.
 Status Loader::load_refcounts() {
-  for (uint64_t b = fs_.sb_->refcount_head, n = 0; b != 0; n++) {
-    if (!block_ok(b) || !fs_.alloc_.mark_used(b, 1) || n > fs_.sb_->block_count)
+  for (uint64_t b = t_.sb.refcount_head, n = 0; b != 0; n++) {
+    if (!block_ok(b) || !t_.alloc.mark_used(b, 1) || n > t_.sb.block_count)
       return corrupt("refcount block " + num(b) + " is out of range or used twice");
     RecordBlockHeader h;
     memcpy(&h, block(b), sizeof h);
     if (const char* why = ondisk::record_block_error(h, kRefcountMagic, 0))
       return corrupt("refcount block " + num(b) + " " + why);
-    fs_.refcounts_.load_block(b);
+    t_.owners.refcounts().load_block(b);
     for (uint32_t slot = 0; slot < kRefcountsPerBlock; slot++) {
       DiskRefcount r;
       memcpy(&r, block(b) + sizeof(RecordBlockHeader) + slot * sizeof(DiskRefcount), sizeof r);
       if (r.length == 0) {
-        fs_.refcounts_.load_free_slot({b, slot});
+        t_.owners.refcounts().load_free_slot({b, slot});
         continue;
       }
       std::string what = "the refcount record for blocks " + num(r.start) + "+" + num(r.length);
       if (const char* why = ondisk::refcount_error(r, area_)) return corrupt(what + " " + why);
-      if (!fs_.refcounts_.load(r.start, r, {b, slot})) return corrupt(what + " overlaps another");
+      if (!t_.owners.refcounts().load(r.start, r, {b, slot})) return corrupt(what + " overlaps another");
     }
     b = h.next;
   }
-  fs_.refcount_head_ = fs_.sb_->refcount_head;
+  t_.owners.set_refcount_head(t_.sb.refcount_head);
   return {};
 }
 
@@ -192,10 +193,10 @@ Status Loader::load_refcounts() {
 Status Loader::check_shared_blocks() {
   bool ok = true;
   std::string what;
-  if (!(fs_.sb_->features & kFeatureReflink)) {
+  if (!(t_.sb.features & kFeatureReflink)) {
     // Without reflink nothing may be shared, and there are no refcounts.
-    if (fs_.sb_->refcount_head != 0) return corrupt("refcount records on a filesystem without reflink");
-    fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t, const std::vector<RmapOwner>& owners) {
+    if (t_.sb.refcount_head != 0) return corrupt("refcount records on a filesystem without reflink");
+    t_.owners.rmap().for_each_segment([&](uint64_t start, uint64_t, const std::vector<RmapOwner>& owners) {
       if (ok && owners.size() > 1) {
         ok = false;
         what = "block " + num(start) + " is mapped twice on a filesystem without reflink";
@@ -203,27 +204,27 @@ Status Loader::check_shared_blocks() {
     });
     if (!ok) return corrupt(what);
   }
-  fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>&) {
-    if (ok && !fs_.alloc_.mark_used(start, length)) {
+  t_.owners.rmap().for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>&) {
+    if (ok && !t_.alloc.mark_used(start, length)) {
       ok = false;
       what = "data blocks " + num(start) + "+" + num(length) + " are also metadata or out of range";
     }
   });
   if (!ok) return corrupt(what);
   // Recorded counts against the counts the extent maps imply, both ways.
-  for (const auto& [start, rec] : fs_.refcounts_.records()) {
-    fs_.rmap_.for_each_count(start, rec.length, [&](uint64_t s, uint64_t, uint32_t c) {
+  for (const auto& [start, rec] : t_.owners.refcounts().records()) {
+    t_.owners.rmap().for_each_count(start, rec.length, [&](uint64_t s, uint64_t, uint32_t c) {
       if (ok && c != rec.count) {
         ok = false;
         what = "block " + num(s) + " has refcount record " + num(rec.count) + " but " + num(c) + " mappings";
       }
     });
   }
-  fs_.rmap_.for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>& owners) {
+  t_.owners.rmap().for_each_segment([&](uint64_t start, uint64_t length, const std::vector<RmapOwner>& owners) {
     if (ok && owners.size() >= 2) {
       for (uint64_t b = start; b < start + length && ok;) {
-        auto it = fs_.refcounts_.records().upper_bound(b);
-        if (it == fs_.refcounts_.records().begin() || std::prev(it)->first + std::prev(it)->second.length <= b) {
+        auto it = t_.owners.refcounts().records().upper_bound(b);
+        if (it == t_.owners.refcounts().records().begin() || std::prev(it)->first + std::prev(it)->second.length <= b) {
           ok = false;
           what = "block " + num(b) + " is shared without a refcount record";
           break;
@@ -243,13 +244,13 @@ Status Loader::check_shared_blocks() {
 // parent pointer names; link counts match; everything live is reachable from the root.
 Status Loader::check_namespace() {
   std::unordered_map<uint64_t, uint32_t> refs;
-  for (auto& [ino, in] : fs_.inodes_) {
+  for (auto& [ino, in] : t_.inodes) {
     if (!in->is_dir()) continue;
     for (const DirSlot& s : in->slots) {
       if (s.ino == 0) continue;
       std::string where = "directory " + std::to_string(ino) + " entry '" + s.name + "'";
-      auto t = fs_.inodes_.find(s.ino);
-      if (t == fs_.inodes_.end() || t->second->d.nlink == 0) {
+      auto t = t_.inodes.find(s.ino);
+      if (t == t_.inodes.end() || t->second->d.nlink == 0) {
         const char* bad = ondisk::ino_error(s.ino, area_);
         return corrupt(where + (bad ? " names inode " + num(s.ino) + ", which " + bad : " names a free inode"));
       }
@@ -257,14 +258,14 @@ Status Loader::check_namespace() {
       if (s.type != ((target.d.mode >> 12) & 15)) return corrupt(where + " has the wrong file type");
       if (target.is_dir()) {
         in->subdirs++;
-        if (s.ino == fs_.root_ || target.d.parent != ino) return corrupt(where + " disagrees with its parent pointer");
+        if (s.ino == t_.root || target.d.parent != ino) return corrupt(where + " disagrees with its parent pointer");
       }
       refs[s.ino]++;
     }
   }
-  Inode& root = *fs_.inodes_.at(fs_.root_);
-  if (root.d.parent != fs_.root_) return corrupt("the root directory's parent is not itself");
-  for (auto& [ino, in] : fs_.inodes_) {
+  Inode& root = *t_.inodes.at(t_.root);
+  if (root.d.parent != t_.root) return corrupt("the root directory's parent is not itself");
+  for (auto& [ino, in] : t_.inodes) {
     uint32_t r = refs[ino];
     std::string who = "inode " + std::to_string(ino);
     if (in->d.nlink == 0) {
@@ -272,29 +273,29 @@ Status Loader::check_namespace() {
       continue;  // an orphan: freed below
     }
     if (in->is_dir()) {
-      if (ino != fs_.root_ && r != 1) return corrupt(who + " is a directory with " + std::to_string(r) + " names");
+      if (ino != t_.root && r != 1) return corrupt(who + " is a directory with " + std::to_string(r) + " names");
       if (in->d.nlink != 2 + in->subdirs) return corrupt(who + " has a wrong link count");
     } else if (in->d.nlink != r) {
       return corrupt(who + " has link count " + std::to_string(in->d.nlink) + " but " + std::to_string(r) + " names");
     }
   }
   // Reachability: a disconnected cycle of directories would satisfy every count above.
-  std::vector<uint64_t> stack{fs_.root_};
+  std::vector<uint64_t> stack{t_.root};
   size_t reached = 0;
-  std::unordered_map<uint64_t, bool> seen{{fs_.root_, true}};
+  std::unordered_map<uint64_t, bool> seen{{t_.root, true}};
   while (!stack.empty()) {
-    Inode& d = *fs_.inodes_.at(stack.back());
+    Inode& d = *t_.inodes.at(stack.back());
     stack.pop_back();
     reached++;
     for (const DirSlot& s : d.slots)
       if (s.ino && !seen[s.ino]) {
         seen[s.ino] = true;
-        if (fs_.inodes_.at(s.ino)->is_dir()) stack.push_back(s.ino);
+        if (t_.inodes.at(s.ino)->is_dir()) stack.push_back(s.ino);
         else reached++;
       }
   }
   size_t live = 0;
-  for (auto& [ino, in] : fs_.inodes_) live += in->d.nlink != 0;
+  for (auto& [ino, in] : t_.inodes) live += in->d.nlink != 0;
   if (reached != live) return corrupt(std::to_string(live - reached) + " inodes are not reachable from the root");
   return {};
 }

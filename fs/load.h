@@ -1,21 +1,44 @@
-// The Loader: reads the on-media metadata into a Filesystem at mount (after journal recovery).
-// Every record is judged by the one codec (fs/ondisk/codec.h) that fsck.daxfs also uses, so a
-// record the mount refuses is one fsck reports. Used by Filesystem::mount() only, under no lock
-// (nothing else can see the Filesystem yet).
+// The Loader: reads the on-media metadata into a Filesystem's in-memory state at mount (after
+// journal recovery). Every record is judged by the one codec (fs/ondisk/codec.h) that fsck.daxfs
+// also uses, so a record the mount refuses is one fsck reports. Used by Filesystem::mount() only,
+// under no lock (nothing else can see the Filesystem yet). It sees only the pieces it fills
+// (LoadTarget), not the Filesystem.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
-#include "fs/filesystem.h"
+#include "fs/alloc.h"
+#include "fs/block_owners.h"
+#include "fs/format.h"
+#include "fs/inode.h"
 #include "fs/ondisk/codec.h"
+#include "pmemdev/device.h"
+#include "common/result.h"
 
 namespace daxfs::fs {
+
+// What the Loader reads from (the device, its superblock) and fills: the allocator (every used
+// block marked), the rmap and refcount records, the inodes, the free inode slots, the root and
+// the next inode generation. All empty before load().
+struct LoadTarget {
+  const pmemdev::Device& dev;
+  const SuperBlock& sb;
+  Allocator& alloc;
+  BlockOwners& owners;
+  std::unordered_map<uint64_t, std::unique_ptr<Inode>>& inodes;
+  std::vector<uint64_t>& free_inos;
+  uint64_t& root;
+  uint64_t& next_generation;
+};
 
 class Loader {
  public:
   // Any check failure is corruption: load() returns EUCLEAN and sets `why` to the reason.
-  Loader(Filesystem& fs, std::string& why);
+  Loader(const LoadTarget& target, std::string& why);
   Status load();
 
  private:
@@ -33,7 +56,7 @@ class Loader {
   const char* block(uint64_t b) const;
   Errno corrupt(const std::string& what);
 
-  Filesystem& fs_;
+  LoadTarget t_;
   std::string& why_;
   ondisk::DataArea area_;
 };

@@ -36,8 +36,8 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
                                    : std::string("cannot claim the device: ") + strerror(claimed.error());
     return error(claimed.error());
   }
-  fs->journal_ = std::make_unique<Journal>(*fs->dev_, fs->sb_->journal_start, fs->sb_->journal_blocks);
-  auto replayed = fs->journal_->recover();
+  fs->space_.set_journal(std::make_unique<Journal>(*fs->dev_, fs->sb_->journal_start, fs->sb_->journal_blocks));
+  auto replayed = fs->space_.journal().recover();
   if (!replayed) {
     why = "the journal is corrupt (run fsck.daxfs)";
     return error(replayed.error());
@@ -45,7 +45,9 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
   // The replay may have rewritten the superblock: check it again before trusting its geometry.
   TRY(check_superblock(*fs->dev_, why));
   fs->counters_.recovered_entries = *replayed;
-  Loader loader(*fs, why);
+  Loader loader({*fs->dev_, *fs->sb_, fs->alloc_, fs->owners_, fs->inodes_, fs->free_inos_, fs->root_,
+                 fs->next_generation_},
+                why);
   TRY(loader.load());
   return finish_mount(std::move(fs), opts);
 }
@@ -125,11 +127,11 @@ Result<std::unique_ptr<Filesystem>> Filesystem::finish_mount(std::unique_ptr<Fil
       if (stale.empty()) continue;
       Txn txn;
       for (auto [s, e] : stale) {
-        TRY(fs->unmap_locked(txn, *in, s, e, true));
+        TRY(fs->emap_.unmap_locked(txn, *in, s, e, true));
         TRY(fs->commit_if_large_locked(txn, *in));
       }
       fs->store_inode(txn, *in);
-      TRY(fs->commit_locked(txn));
+      TRY(fs->space_.commit_locked(txn));
       fs->counters_.post_eof_trimmed += stale.size();
     }
     Txn txn;
@@ -137,7 +139,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::finish_mount(std::unique_ptr<Fil
     s.clean = 0;
     s.mount_count++;
     txn.write(0, &s, offsetof(SuperBlock, uuid));
-    TRY(fs->commit_locked(txn));
+    TRY(fs->space_.commit_locked(txn));
   }
   return fs;
 }
@@ -153,7 +155,7 @@ void Filesystem::unmount() {
       s.clean = 1;
       s.next_generation = next_generation_;
       txn.write(0, &s, offsetof(SuperBlock, uuid));
-      (void)commit_locked(txn);
+      (void)space_.commit_locked(txn);
     }
   }
   // Outside mu_: the notifier thread being joined may be waiting for it in notify_failure().
@@ -185,49 +187,11 @@ Status Filesystem::check_writable() const {
   return {};
 }
 
-Status Filesystem::commit_locked(Txn& txn) {
-  std::vector<Txn::Free> frees = txn.frees();
-  Status st = journal_->commit(txn);
-  if (!st) {
-    // A transaction too big for the journal is a bug in its bounds; stop before anything worse.
-    shutdown("transaction of " + std::to_string(txn.bytes()) + " bytes does not fit the journal");
-    txn.clear();
-    return st;
-  }
-  counters_.transactions++;
-  // Blocks freed by the transaction become allocatable only now that it is durable.
-  for (const Txn::Free& f : frees) {
-    alloc_.free(f.start, f.length);
-    counters_.blocks_freed += f.length;
-  }
-  return {};
-}
-
 Status Filesystem::commit_if_large_locked(Txn& txn, Inode& in) {
-  if (txn.bytes() < journal_->capacity() / 4) return {};
+  if (!space_.large(txn)) return {};
   store_inode(txn, in);
-  return commit_locked(txn);
+  return space_.commit_locked(txn);
 }
-
-Filesystem::DirtyGuard::~DirtyGuard() {
-  // Cancelling a transaction that already changed metadata in memory leaves memory ahead of the
-  // media: stop, as XFS does when it cancels a dirty transaction. The next mount is consistent.
-  if (!txn_.empty()) fs_.shutdown("an operation failed after it had changed metadata");
-}
-
-Status Filesystem::reserve_locked(uint64_t blocks) const {
-  // Keep a few blocks for the record blocks and inode chunks an operation may need.
-  if (alloc_.free_blocks() < blocks + kReserveBlocks) return error(ENOSPC);
-  return {};
-}
-
-Result<BlockRange> Filesystem::alloc_locked(uint64_t want, uint64_t goal) {
-  auto r = alloc_.alloc(want, goal);
-  if (r) counters_.blocks_allocated += r->length;
-  return r;
-}
-
-
 
 struct statvfs Filesystem::statfs() {
   std::shared_lock lock(mu_);
@@ -237,8 +201,7 @@ struct statvfs Filesystem::statfs() {
   s.f_blocks = sb_->block_count;
   // Net of the blocks every operation keeps back (as XFS reports f_bfree/f_bavail net of its
   // reserve pool): what statfs promises, an allocation can have.
-  uint64_t free = alloc_.free_blocks();
-  s.f_bfree = free > kReserveBlocks ? free - kReserveBlocks : 0;
+  s.f_bfree = space_.available_blocks();
   s.f_bavail = s.f_bfree;
   s.f_ffree = free_inos_.size() + alloc_.free_blocks() * (kInodesPerChunk - 1);
   s.f_favail = s.f_ffree;

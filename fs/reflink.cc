@@ -14,38 +14,13 @@
 
 namespace daxfs::fs {
 
-namespace {
-// A mapped piece of a file: file blocks [logical, logical + length) on device blocks from
-// `physical`. Collected before remapping, which changes the extent map under an iterator.
-struct Piece {
-  uint64_t logical, physical, length;
-  uint32_t flags;
-};
-std::vector<Piece> pieces_of(const Inode& in, uint64_t first, uint64_t end) {
-  std::vector<Piece> out;
-  auto it = in.extents.upper_bound(first);
-  if (it != in.extents.begin()) --it;
-  for (; it != in.extents.end() && it->first < end; ++it) {
-    uint64_t s = std::max(first, it->first), e = std::min(end, it->first + it->second.length);
-    if (s < e) out.push_back({s, it->second.physical + (s - it->first), e - s, it->second.flags});
-  }
-  return out;
-}
-}  // namespace
-
-uint64_t Filesystem::shared_blocks_locked(const Inode& in, uint64_t first, uint64_t end) const {
-  uint64_t n = 0;
-  for (const Piece& pc : pieces_of(in, first, end))
-    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t, uint64_t l, uint32_t c) { n += c >= 2 ? l : 0; });
-  return n;
-}
 
 Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end,
                                          uint64_t skip_from, uint64_t skip_to) {
   // The shared parts of the range's pieces.
   std::vector<Piece> pieces;
   for (const Piece& pc : pieces_of(in, first, end))
-    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t ps, uint64_t l, uint32_t c) {
+    owners_.rmap().for_each_count(pc.physical, pc.length, [&](uint64_t ps, uint64_t l, uint32_t c) {
       if (c >= 2) pieces.push_back({pc.logical + (ps - pc.physical), ps, l, pc.flags});
     });
   // Poison in a block to be copied fails the operation before anything changes (a block the
@@ -64,7 +39,7 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
   const bool skipping = skip_from < skip_to;
   for (const Piece& pc : pieces) {
     for (uint64_t done = 0; done < pc.length;) {
-      BlockRange r = TRY(alloc_locked(std::min(pc.length - done, remap_chunk_blocks()), 0));
+      BlockRange r = TRY(space_.alloc_locked(std::min(pc.length - done, emap_.remap_chunk_blocks()), 0));
       uint64_t logical = pc.logical + done, old = pc.physical + done;
       if (!(pc.flags & kExtentUnwritten)) {
         // Copy the old data, except whole blocks the caller is about to overwrite anyway. The
@@ -76,8 +51,8 @@ Status Filesystem::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, ui
                                kBlockSize);
         }
       }
-      TRY(unmap_locked(txn, in, logical, logical + r.length, true));
-      TRY(map_locked(txn, in, logical, r.start, r.length, pc.flags));
+      TRY(emap_.unmap_locked(txn, in, logical, logical + r.length, true));
+      TRY(emap_.map_locked(txn, in, logical, r.start, r.length, pc.flags));
       counters_.cow_blocks += r.length;
       done += r.length;
       if (!skipping) TRY(commit_if_large_locked(txn, in));
@@ -135,26 +110,26 @@ Status Filesystem::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, In
                                        uint64_t n) {
   // The destination's old blocks go first (released or dereferenced), then every source piece is
   // mapped again: holes stay holes, unwritten stays unwritten.
-  TRY(unmap_batched_locked(txn, dst, dfirst, dfirst + n));
+  TRY(emap_.unmap_batched_locked(txn, dst, dfirst, dfirst + n));
   // Pieces no longer than a chunk: each step's refcount rewrite must fit the journal.
   std::vector<Piece> pieces;
   for (const Piece& pc : pieces_of(src, sfirst, sfirst + n))
-    for (uint64_t off = 0; off < pc.length; off += remap_chunk_blocks())
-      pieces.push_back({pc.logical + off, pc.physical + off, std::min(remap_chunk_blocks(), pc.length - off), pc.flags});
+    for (uint64_t off = 0; off < pc.length; off += emap_.remap_chunk_blocks())
+      pieces.push_back({pc.logical + off, pc.physical + off, std::min(emap_.remap_chunk_blocks(), pc.length - off), pc.flags});
   for (const Piece& pc : pieces) {
     uint64_t at = dfirst + (pc.logical - sfirst);
     // At the maximum count a block is copied instead of shared (XFS does the same at MAXREFCOUNT).
     uint32_t top = 0;
-    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t, uint64_t, uint32_t c) { top = std::max(top, c); });
+    owners_.rmap().for_each_count(pc.physical, pc.length, [&](uint64_t, uint64_t, uint32_t c) { top = std::max(top, c); });
     if (top < kMaxRefcount) {
-      TRY(map_locked(txn, dst, at, pc.physical, pc.length, pc.flags));
+      TRY(emap_.map_locked(txn, dst, at, pc.physical, pc.length, pc.flags));
     } else {
       for (uint64_t done = 0; done < pc.length;) {
-        BlockRange r = TRY(alloc_locked(pc.length - done, 0));
+        BlockRange r = TRY(space_.alloc_locked(pc.length - done, 0));
         if (!(pc.flags & kExtentUnwritten))
           dev_->memcpy_nodrain(dev_->base() + r.start * kBlockSize,
                                dev_->base() + (pc.physical + done) * kBlockSize, r.length * kBlockSize);
-        TRY(map_locked(txn, dst, at + done, r.start, r.length, pc.flags));
+        TRY(emap_.map_locked(txn, dst, at + done, r.start, r.length, pc.flags));
         counters_.refcount_overflow_copies += r.length;
         done += r.length;
       }
@@ -170,13 +145,13 @@ Status Filesystem::reserve_for_clone_locked(const Inode& src, uint64_t first, ui
   uint64_t copies = 0;
   bool poisoned = false;
   for (const Piece& pc : pieces_of(src, first, end))
-    rmap_.for_each_count(pc.physical, pc.length, [&](uint64_t s, uint64_t l, uint32_t c) {
+    owners_.rmap().for_each_count(pc.physical, pc.length, [&](uint64_t s, uint64_t l, uint32_t c) {
       if (c < kMaxRefcount) return;
       copies += l;
       if (!(pc.flags & kExtentUnwritten) && dev_->poisoned(s * kBlockSize, l * kBlockSize)) poisoned = true;
     });
   if (poisoned) return error(EIO);
-  return reserve_locked(copies + src.extents.size() / kExtentsPerBlock + 2 * src.extents.size() / kRefcountsPerBlock + 8);
+  return space_.reserve_locked(copies + src.extents.size() / kExtentsPerBlock + 2 * src.extents.size() / kRefcountsPerBlock + 8);
 }
 
 Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,
@@ -195,14 +170,14 @@ Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uin
   TRY(break_layout(lock, dst_ino, dfirst, dfirst + blocks, dax::LayoutChange::kRemapInto));
   TRY(break_layout(lock, src_ino, sfirst, sfirst + blocks, dax::LayoutChange::kShare));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   if (dst_off > dst->d.size) TRY(zero_tail_locked(txn, *dst, dst->d.size));
   TRY(clone_blocks_locked(txn, *src, sfirst, *dst, dfirst, blocks));
   if (dst_off + count > dst->d.size) dst->d.size = dst_off + count;
   if (kill_priv == KillPriv::kYes) strip_setid(*dst);
   touch(*dst, true, true);
   store_inode(txn, *dst);
-  TRY(commit_locked(txn));
+  TRY(space_.commit_locked(txn));
   counters_.clones++;
   lock.unlock();
   if (layout_) layout_->remapped(dst_ino);  // outside the lock: it talks to the kernel
@@ -238,10 +213,10 @@ Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint
                    dax::LayoutChange::kRemapInto));
   TRY(break_layout(lock, src_ino, src_off / kBlockSize, src_off / kBlockSize + blocks, dax::LayoutChange::kShare));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   TRY(clone_blocks_locked(txn, *src, src_off / kBlockSize, *dst, dst_off / kBlockSize, blocks));
   store_inode(txn, *dst);  // contents are unchanged: no mtime update (as XFS)
-  TRY(commit_locked(txn));
+  TRY(space_.commit_locked(txn));
   counters_.dedupes++;
   lock.unlock();
   if (layout_) layout_->remapped(dst_ino);  // outside the lock: it talks to the kernel
@@ -258,15 +233,15 @@ Status Filesystem::unshare_range(uint64_t ino, uint64_t offset, uint64_t length)
   if (length == 0) return error(EINVAL);
   if (offset > kMaxFileSize || length > kMaxFileSize - offset) return error(EFBIG);
   uint64_t first = offset / kBlockSize, end = (offset + length + kBlockSize - 1) / kBlockSize;
-  uint64_t need = shared_blocks_locked(*in, first, end);
+  uint64_t need = owners_.shared_blocks_locked(*in, first, end);
   if (need == 0) return {};
-  TRY(reserve_locked(need + need / kExtentsPerBlock + 4));
+  TRY(space_.reserve_locked(need + need / kExtentsPerBlock + 4));
   TRY(break_layout(lock, ino, first, end, dax::LayoutChange::kCow));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   TRY(unshare_blocks_locked(txn, *in, first, end, 0, 0));
   store_inode(txn, *in);
-  return commit_locked(txn);
+  return space_.commit_locked(txn);
 }
 
 Result<uint64_t> Filesystem::copy_range(uint64_t src_ino, uint64_t src_off, uint64_t dst_ino, uint64_t dst_off,

@@ -35,7 +35,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   size = static_cast<size_t>(std::min<uint64_t>(size, kMaxFileSize - offset));
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
   TRY(check_recovery_write_locked(*in, offset, size));
-  if (shared_blocks_locked(*in, first, end) > 0) {
+  if (owners_.shared_blocks_locked(*in, first, end) > 0) {
     // Our own mappings of the shared blocks go before the copy (dax_iomap_iter unmaps them);
     // with our locks held nothing can share more of the file meanwhile.
     lock.unlock();
@@ -58,8 +58,8 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
 }
 
 Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, std::vector<WriteRun>& runs) {
-  Holes holes = holes_in(in, first, end);
-  TRY(reserve_locked(blocks_to_map(in, first, end) + 2));
+  ExtentMap::Holes holes = emap_.holes_in(in, first, end);
+  TRY(space_.reserve_locked(emap_.blocks_to_map(in, first, end) + 2));
   // Every record the mapping step may need is taken now (it must not fail for space later): one
   // per new run, up to two per converted run (a split each side), placed before the data so that
   // a sequentially written file is not split by its record blocks.
@@ -69,10 +69,10 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
   for (; it != in.extents.end() && it->first < end; ++it)
     if (it->second.unwritten() && it->first + it->second.length > first) unwritten_runs++;
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   auto ensure_records = [&](uint64_t records) -> Status {
     while (in.free_records.size() < records) {
-      uint64_t b = TRY(new_record_block_locked(txn, in, kExtentMagic));
+      uint64_t b = TRY(emap_.new_record_block_locked(txn, in, kExtentMagic));
       for (uint32_t s = kExtentsPerBlock; s-- > 0;) in.free_records.push_back({b, s});
     }
     return {};
@@ -81,7 +81,7 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
 
   for (uint64_t pos = first; pos < end;) {
     uint64_t estart = 0;
-    const Extent* e = extent_at(in, pos, &estart);
+    const Extent* e = emap_.extent_at(in, pos, &estart);
     if (e) {
       uint64_t stop = std::min(end, estart + e->length);
       runs.push_back({pos, stop, e->physical + (pos - estart),
@@ -98,7 +98,7 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
     }
     while (pos < hole_end) {
       // Allocated in memory only: mapped (and so allocated on media) by finish_write_locked.
-      BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
+      BlockRange r = TRY(space_.alloc_locked(hole_end - pos, goal));
       runs.push_back({pos, pos + r.length, r.start, WriteRun::kNew});
       pos += r.length;
       goal = r.end();
@@ -107,28 +107,28 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
   uint64_t new_runs = 0;
   for (const WriteRun& r : runs) new_runs += r.kind == WriteRun::kNew;
   TRY(ensure_records(new_runs + unwritten_runs * 3));  // more only when the holes were fragmented
-  if (!txn.empty()) TRY(commit_locked(txn));  // new record blocks, linked and empty
+  if (!txn.empty()) TRY(space_.commit_locked(txn));  // new record blocks, linked and empty
   return {};
 }
 
 Result<size_t> Filesystem::finish_write_locked(Inode& in, uint64_t offset, size_t size,
                                                const std::vector<WriteRun>& runs, KillPriv kill_priv) {
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   // Poisoned blocks this write replaced whole (partial blocks were refused): cleared once the
   // data is durable (Linux dax_recovery_write).
   std::vector<BlockRange> recovered;
   for (const WriteRun& r : runs) {
     uint64_t n = r.end - r.first;
     if (dev_->poisoned(r.physical * kBlockSize, n * kBlockSize)) recovered.push_back({r.physical, n});
-    if (r.kind == WriteRun::kUnwritten) TRY(unmap_locked(txn, in, r.first, r.end, false));
-    if (r.kind != WriteRun::kWritten) TRY(map_locked(txn, in, r.first, r.physical, n, 0));
+    if (r.kind == WriteRun::kUnwritten) TRY(emap_.unmap_locked(txn, in, r.first, r.end, false));
+    if (r.kind != WriteRun::kWritten) TRY(emap_.map_locked(txn, in, r.first, r.physical, n, 0));
   }
   if (offset + size > in.d.size) in.d.size = offset + size;
   if (kill_priv == KillPriv::kYes) strip_setid(in);
   touch(in, true, true);
   store_inode(txn, in);
-  TRY(commit_locked(txn));  // drains the data stored without mu_ before the commit record
+  TRY(space_.commit_locked(txn));  // drains the data stored without mu_ before the commit record
   for (const BlockRange& r : recovered) TRY(dev_->clear_error(r.start * kBlockSize, r.length * kBlockSize));
   counters_.writes++;
   counters_.bytes_written += size;
@@ -141,18 +141,18 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
                                             KillPriv kill_priv) {
   Inode* in = &inode;
   uint64_t first = offset / kBlockSize, end = (offset + size - 1) / kBlockSize + 1;
-  uint64_t shared = shared_blocks_locked(*in, first, end);
-  TRY(reserve_locked(blocks_to_map(*in, first, end) + shared + 2));
+  uint64_t shared = owners_.shared_blocks_locked(*in, first, end);
+  TRY(space_.reserve_locked(emap_.blocks_to_map(*in, first, end) + shared + 2));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   if (offset > in->d.size) TRY(zero_tail_locked(txn, *in, in->d.size));
   // Copy-on-write: shared blocks in the range get private copies first (the bytes this write
   // replaces are not copied); the loop below then writes them in place.
   TRY(unshare_blocks_locked(txn, *in, first, end, offset, offset + size));
-  if (in->free_records.empty() && unmapped_blocks(*in, first, end) > 0) {
+  if (in->free_records.empty() && emap_.unmapped_blocks(*in, first, end) > 0) {
     // Place a new record block before the data, not between this write's blocks and the next
     // write's, which would split a sequentially written file into extents.
-    RecordLoc loc = TRY(alloc_record_locked(txn, *in));
+    RecordLoc loc = TRY(emap_.alloc_record_locked(txn, *in));
     in->free_records.push_back(loc);
   }
   // Poisoned device ranges this write stores whole blocks of (partial blocks are never
@@ -177,8 +177,8 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
         } else {
           // Unwritten: write the data, zero the rest of its blocks, then mark them written.
           copy_in(phys, pos, run_end, offset, data, size, true);
-          TRY(unmap_locked(txn, *in, pos, run_end, false));
-          TRY(map_locked(txn, *in, pos, phys, run_end - pos, 0));
+          TRY(emap_.unmap_locked(txn, *in, pos, run_end, false));
+          TRY(emap_.map_locked(txn, *in, pos, phys, run_end - pos, 0));
         }
         pos = run_end;
         continue;
@@ -191,10 +191,10 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
       goal = prev->second.physical + prev->second.length + (pos - prev->first - prev->second.length);
     }
     while (pos < hole_end) {
-      BlockRange r = TRY(alloc_locked(hole_end - pos, goal));
+      BlockRange r = TRY(space_.alloc_locked(hole_end - pos, goal));
       note_written(r);
       copy_in(r.start, pos, pos + r.length, offset, data, size, true);
-      TRY(map_locked(txn, *in, pos, r.start, r.length, 0));
+      TRY(emap_.map_locked(txn, *in, pos, r.start, r.length, 0));
       pos += r.length;
       goal = r.end();
     }
@@ -203,7 +203,7 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
   if (kill_priv == KillPriv::kYes) strip_setid(*in);
   touch(*in, true, true);
   store_inode(txn, *in);
-  TRY(commit_locked(txn));  // drains the data copied above before the commit record
+  TRY(space_.commit_locked(txn));  // drains the data copied above before the commit record
   // A recovery write (Linux dax_recovery_write): the new data is durable (the commit drained
   // it), so poison in the blocks it replaced whole can go now. A crash in between leaves the
   // poison and the new data; the write can be repeated.

@@ -68,7 +68,7 @@ Status Filesystem::store_xattrs_locked(Txn& txn, Inode& in) {
   uint64_t new_block = 0;
   if (!blob.empty()) {
     uint64_t want = (blob.size() + kBlockSize - 1) / kBlockSize;
-    BlockRange r = TRY(alloc_locked(want, 0));
+    BlockRange r = TRY(space_.alloc_locked(want, 0));
     if (r.length < want) {
       alloc_.free(r.start, r.length);  // never referenced: back at once; the inode is unchanged
       return error(ENOSPC);
@@ -96,7 +96,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_vie
   if ((flags & XATTR_CREATE) && exists) return error(EEXIST);
   if ((flags & XATTR_REPLACE) && !exists) return error(ENODATA);
   uint64_t blob_blocks = (in->d.xattr_length + name.size() + value.size() + 5 + kBlockSize - 1) / kBlockSize;
-  TRY(reserve_locked(blob_blocks));
+  TRY(space_.reserve_locked(blob_blocks));
   auto saved = in->xattrs;
   auto saved_mode = in->d.mode;
   auto saved_ctime = in->d.ctime;
@@ -116,7 +116,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_vie
   if (!(key == kAclAccess && v.empty())) in->xattrs[key] = v;
   touch(*in, false, true);
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   Status st = store_xattrs_locked(txn, *in);
   if (!st) {
     in->xattrs = std::move(saved);
@@ -124,7 +124,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_vie
     in->d.ctime = saved_ctime;
     return st;
   }
-  return commit_locked(txn);
+  return space_.commit_locked(txn);
 }
 
 Result<std::string> Filesystem::getxattr(uint64_t ino, std::string_view name) {
@@ -157,14 +157,14 @@ Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
   auto saved = in->xattrs;
   in->xattrs.erase(std::string(name));
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   if (Status st = store_xattrs_locked(txn, *in); !st) {
     in->xattrs = std::move(saved);  // store_xattrs_locked changed nothing else
     return st;
   }
   touch(*in, false, true);
   store_inode(txn, *in);
-  return commit_locked(txn);
+  return space_.commit_locked(txn);
 }
 
 Status Filesystem::apply_create_acl_locked(const Inode& dir, Inode& in, uint32_t umask) {
@@ -219,9 +219,9 @@ Status Filesystem::set_xflags(uint64_t ino, const XAttrFlags& f) {
   in->d.projid = f.projid;
   touch(*in, false, true);
   Txn txn;
-  DirtyGuard guard(*this, txn);
+  DirtyGuard guard(space_, txn);
   store_inode(txn, *in);
-  return commit_locked(txn);
+  return space_.commit_locked(txn);
 }
 
 // setattr's chmod keeps an access ACL in step (posix_acl_chmod()); called from inode.cc.

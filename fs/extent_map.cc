@@ -1,30 +1,36 @@
-// Per-file extent maps: the in-memory map and its records on media. Every change here is written
-// into the caller's transaction; freed data blocks are released after it commits.
+// Per-file extent maps: the in-memory map and its records on media (fs/extent_map.h). Every
+// change here is written into the caller's transaction; freed data blocks are released after it
+// commits.
+#include "fs/extent_map.h"
+
+#include <algorithm>
 #include <cstring>
 
-#include "fs/filesystem.h"
+#include "fs/ondisk/codec.h"
 
 namespace daxfs::fs {
+
+void ExtentMap::store_inode(Txn& txn, const Inode& in) { txn.write_obj(ondisk::inode_offset(in.ino), in.d); }
 
 namespace {
 // Longest extent one record holds.
 constexpr uint64_t kMaxExtentLength = 1ULL << 30;
 }  // namespace
 
-Result<uint64_t> Filesystem::new_record_block_locked(Txn& txn, Inode& in, uint64_t magic) {
+Result<uint64_t> ExtentMap::new_record_block_locked(Txn& txn, Inode& in, uint64_t magic) {
   // Zeroed (every record free) and persisted before the transaction links it at the chain's head.
-  BlockRange r = TRY(alloc_locked(1, in.record_blocks.empty() ? 0 : in.record_blocks.back()));
+  BlockRange r = TRY(space_.alloc_locked(1, in.record_blocks.empty() ? 0 : in.record_blocks.back()));
   char block[kBlockSize] = {};
   RecordBlockHeader h{magic, in.ino, in.d.head, 0};
   memcpy(block, &h, sizeof h);
-  dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);
+  dev_.memcpy_persist(dev_.base() + r.start * kBlockSize, block, sizeof block);
   in.d.head = r.start;
   store_inode(txn, in);
   in.record_blocks.push_back(r.start);
   return r.start;
 }
 
-Result<RecordLoc> Filesystem::alloc_record_locked(Txn& txn, Inode& in) {
+Result<RecordLoc> ExtentMap::alloc_record_locked(Txn& txn, Inode& in) {
   if (in.free_records.empty()) {
     uint64_t b = TRY(new_record_block_locked(txn, in, kExtentMagic));
     for (uint32_t s = kExtentsPerBlock; s-- > 0;) in.free_records.push_back({b, s});
@@ -34,41 +40,22 @@ Result<RecordLoc> Filesystem::alloc_record_locked(Txn& txn, Inode& in) {
   return loc;
 }
 
-void Filesystem::write_extent_locked(Txn& txn, Inode& in, uint64_t logical, const Extent& e) {
+void ExtentMap::write_extent_locked(Txn& txn, Inode& in, uint64_t logical, const Extent& e) {
   (void)in;
   DiskExtent rec{logical, e.physical, static_cast<uint32_t>(e.length), e.flags};
   txn.write_obj(e.loc.block * kBlockSize + sizeof(RecordBlockHeader) + e.loc.slot * sizeof(DiskExtent), rec);
 }
 
-void Filesystem::clear_record_locked(Txn& txn, Inode& in, RecordLoc loc) {
+void ExtentMap::clear_record_locked(Txn& txn, Inode& in, RecordLoc loc) {
   DiskExtent zero{};
   txn.write_obj(loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskExtent), zero);
   in.free_records.push_back(loc);
 }
 
-Status Filesystem::sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t length) {
-  uint64_t head = refcount_head_;
-  auto alloc = [this]() -> Result<uint64_t> {
-    BlockRange r = TRY(alloc_locked(1, 0));
-    return r.start;
-  };
-  auto persist = [this](void* dst, const void* src, size_t n) { dev_->memcpy_persist(dst, src, n); };
-  TRY(refcounts_.sync(txn, rmap_, physical, length, offsetof(SuperBlock, refcount_head), head, dev_->base(),
-                      alloc, persist));
-  refcount_head_ = head;
-  return {};
-}
-
-bool Filesystem::shared_locked(uint64_t physical, uint64_t length) const {
-  bool shared = false;
-  rmap_.for_each_count(physical, length, [&](uint64_t, uint64_t, uint32_t c) { shared |= c >= 2; });
-  return shared;
-}
-
-Status Filesystem::map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t physical, uint64_t length,
+Status ExtentMap::map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t physical, uint64_t length,
                               uint32_t flags) {
   // Mapping blocks somebody else maps already (a clone) changes their reference counts.
-  bool was_mapped = rmap_.mapped(physical, length);
+  bool was_mapped = owners_.rmap().mapped(physical, length);
   uint64_t p0 = physical, l0 = length;
   while (length > 0) {
     uint64_t n = std::min(length, kMaxExtentLength);
@@ -81,7 +68,7 @@ Status Filesystem::map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t ph
           p.length + n <= kMaxExtentLength) {
         p.length += n;
         write_extent_locked(txn, in, prev->first, p);
-        rmap_.add(physical, n, in.ino, logical, flags);
+        owners_.rmap().add(physical, n, in.ino, logical, flags);
         in.data_blocks += n;
         logical += n, physical += n, length -= n;
         continue;
@@ -91,15 +78,15 @@ Status Filesystem::map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t ph
     Extent e{physical, n, flags, loc};
     in.extents[logical] = e;
     write_extent_locked(txn, in, logical, e);
-    rmap_.add(physical, n, in.ino, logical, flags);
+    owners_.rmap().add(physical, n, in.ino, logical, flags);
     in.data_blocks += n;
     logical += n, physical += n, length -= n;
   }
-  if (was_mapped) TRY(sync_refcounts_locked(txn, p0, l0));
+  if (was_mapped) TRY(owners_.sync_refcounts_locked(txn, p0, l0));
   return {};
 }
 
-Filesystem::Holes Filesystem::holes_in(const Inode& in, uint64_t first, uint64_t end) const {
+ExtentMap::Holes ExtentMap::holes_in(const Inode& in, uint64_t first, uint64_t end) {
   Holes h;
   uint64_t pos = first;  // end of what has been accounted for
   auto it = in.extents.upper_bound(first);
@@ -114,11 +101,11 @@ Filesystem::Holes Filesystem::holes_in(const Inode& in, uint64_t first, uint64_t
   return h;
 }
 
-uint64_t Filesystem::unmapped_blocks(const Inode& in, uint64_t first, uint64_t end) const {
+uint64_t ExtentMap::unmapped_blocks(const Inode& in, uint64_t first, uint64_t end) {
   return holes_in(in, first, end).blocks;
 }
 
-Status Filesystem::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks) {
+Status ExtentMap::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks) {
   if (first >= end) return {};
   auto it = in.extents.upper_bound(first);
   if (it != in.extents.begin()) --it;
@@ -132,14 +119,14 @@ Status Filesystem::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t en
     }
     uint64_t cut_start = std::max(first, lstart), cut_end = std::min(end, lend);
     uint64_t cut_phys = e.physical + (cut_start - lstart), cut_len = cut_end - cut_start;
-    rmap_.remove(cut_phys, cut_len, in.ino, cut_start);
+    owners_.rmap().remove(cut_phys, cut_len, in.ino, cut_start);
     // A block another file still maps only loses a reference; one nobody maps is freed.
     bool was_shared = false;
-    rmap_.for_each_count(cut_phys, cut_len, [&](uint64_t s, uint64_t l, uint32_t c) {
+    owners_.rmap().for_each_count(cut_phys, cut_len, [&](uint64_t s, uint64_t l, uint32_t c) {
       if (c == 0 && free_blocks) txn.free_after_commit(s, l);
       was_shared |= c >= 1;
     });
-    if (was_shared || !refcounts_.records().empty()) TRY(sync_refcounts_locked(txn, cut_phys, cut_len));
+    if (was_shared || !owners_.refcounts().records().empty()) TRY(owners_.sync_refcounts_locked(txn, cut_phys, cut_len));
     in.data_blocks -= cut_len;
     it = in.extents.erase(it);
     bool keep_left = lstart < cut_start, keep_right = cut_end < lend;
@@ -163,17 +150,13 @@ Status Filesystem::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t en
   return {};
 }
 
-}  // namespace daxfs::fs
-
-namespace daxfs::fs {
-
-uint64_t Filesystem::remap_chunk_blocks() const {
+uint64_t ExtentMap::remap_chunk_blocks() const {
   // Unmapping or mapping n blocks of shared data can rewrite up to n refcount records (counts
   // alternating block by block): bound the blocks one transaction touches by the journal's size.
-  return std::max<uint64_t>(1, journal_->capacity() / 256);
+  return std::max<uint64_t>(1, space_.journal_capacity() / 256);
 }
 
-Status Filesystem::unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end) {
+Status ExtentMap::unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end) {
   constexpr size_t kBatch = 4096;  // extents per transaction: far inside the journal
   const uint64_t chunk = remap_chunk_blocks();
   while (first < end) {
@@ -199,13 +182,13 @@ Status Filesystem::unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uin
     TRY(unmap_locked(txn, in, start, end, true));
     if (!more) return {};
     store_inode(txn, in);
-    TRY(commit_locked(txn));
+    TRY(space_.commit_locked(txn));
     end = start;
   }
   return {};
 }
 
-uint64_t Filesystem::blocks_to_map(const Inode& in, uint64_t first, uint64_t end) const {
+uint64_t ExtentMap::blocks_to_map(const Inode& in, uint64_t first, uint64_t end) const {
   // Data blocks for the holes, plus record blocks for the extents they can become. Each
   // allocation fills the rest of a hole run or uses up a free fragment; a goal inside a free
   // fragment splits it (at most once per run); record blocks taken on the way can each end
@@ -215,6 +198,15 @@ uint64_t Filesystem::blocks_to_map(const Inode& in, uint64_t first, uint64_t end
   Holes h = holes_in(in, first, end);
   uint64_t extents = std::min(h.blocks, 2 * h.runs + alloc_.fragments() + h.blocks / UINT32_MAX + 1);
   return h.blocks + (extents + kExtentsPerBlock - 2) / (kExtentsPerBlock - 1) + 2;
+}
+
+const Extent* ExtentMap::extent_at(const Inode& in, uint64_t block, uint64_t* start) {
+  auto it = in.extents.upper_bound(block);
+  if (it == in.extents.begin()) return nullptr;
+  --it;
+  if (it->first + it->second.length <= block) return nullptr;
+  *start = it->first;
+  return &it->second;
 }
 
 }  // namespace daxfs::fs

@@ -76,7 +76,7 @@ void Filesystem::dir_set_locked(Txn& txn, Inode& dir, std::string_view name, con
 Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view name, uint32_t mode,
                                               uint64_t rdev, const Cred& cred, std::string_view target) {
   TRY(check_writable());
-  Inode* dir = TRY(find_dir(parent));
+  Inode* dir = TRY(inodes_.find_dir(parent));
   TRY(check_name(name));
   if (dir->d.nlink == 0) return error(ENOENT);  // the directory was removed while open
   if (dir->names.count(std::string(name))) return error(EEXIST);
@@ -84,13 +84,13 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
   TRY(space_.reserve_locked(4));
   Txn txn;
   DirtyGuard guard(space_, txn);
-  Inode* in = TRY(new_inode_locked(txn, mode, cred, *dir, rdev));
+  Inode* in = TRY(inodes_.new_inode_locked(txn, mode, cred.uid, cred.gid, *dir, rdev));
   // Until the commit, a failure must leave memory as it was: the new inode goes away again and
   // blocks taken so far go back (nothing on media references them).
   std::vector<BlockRange> taken;
   auto undo = [&](int e) -> Errno {
     for (const BlockRange& r : taken) alloc_.free(r.start, r.length);
-    drop_new_inode_locked(in->ino);
+    inodes_.drop_locked(in->ino);
     txn.clear();  // memory is as it was: nothing to shut down for
     return error(e);
   };
@@ -153,7 +153,7 @@ Result<struct stat> Filesystem::symlink(uint64_t parent, std::string_view name, 
 Result<std::string> Filesystem::readlink(uint64_t ino) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   if (!in->is_symlink()) return error(EINVAL);
   return in->symlink;
 }
@@ -161,8 +161,8 @@ Result<std::string> Filesystem::readlink(uint64_t ino) {
 Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
-  Inode* dir = TRY(find_dir(new_parent));
+  Inode* in = TRY(inodes_.find(ino));
+  Inode* dir = TRY(inodes_.find_dir(new_parent));
   if (in->is_dir()) return error(EPERM);
   TRY(check_name(new_name));
   if (dir->d.nlink == 0) return error(ENOENT);
@@ -185,12 +185,12 @@ Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::str
 
 Status Filesystem::remove_locked(uint64_t parent, std::string_view name, bool rmdir) {
   TRY(check_writable());
-  Inode* dir = TRY(find_dir(parent));
+  Inode* dir = TRY(inodes_.find_dir(parent));
   if (name == ".") return error(EINVAL);
   if (name == "..") return error(ENOTEMPTY);
   auto it = dir->names.find(std::string(name));
   if (it == dir->names.end()) return error(ENOENT);
-  Inode* target = TRY(find(dir->slots[it->second].ino));
+  Inode* target = TRY(inodes_.find(dir->slots[it->second].ino));
   if (rmdir) {
     if (!target->is_dir()) return error(ENOTDIR);
     if (!target->names.empty()) return error(ENOTEMPTY);
@@ -232,16 +232,16 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return error(EINVAL);
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* sdir = TRY(find_dir(parent));
-  Inode* ddir = TRY(find_dir(new_parent));
+  Inode* sdir = TRY(inodes_.find_dir(parent));
+  Inode* ddir = TRY(inodes_.find_dir(new_parent));
   if (name == "." || name == ".." || new_name == "." || new_name == "..") return error(EBUSY);
   TRY(check_name(new_name));
   auto sit = sdir->names.find(std::string(name));
   if (sit == sdir->names.end()) return error(ENOENT);
-  Inode* src = TRY(find(sdir->slots[sit->second].ino));
+  Inode* src = TRY(inodes_.find(sdir->slots[sit->second].ino));
   auto dit = ddir->names.find(std::string(new_name));
   Inode* dst = nullptr;
-  if (dit != ddir->names.end()) dst = TRY(find(ddir->slots[dit->second].ino));
+  if (dit != ddir->names.end()) dst = TRY(inodes_.find(ddir->slots[dit->second].ino));
   if (ddir->d.nlink == 0) return error(ENOENT);
 
   // A directory may not move below itself.
@@ -251,8 +251,8 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     const Inode* p = d;
     for (size_t depth = 0; depth <= inodes_.size(); depth++) {
       if (p == a) return true;
-      if (p->ino == root_) return false;
-      auto r = find(p->d.parent);
+      if (p->ino == inodes_.root()) return false;
+      auto r = inodes_.find(p->d.parent);
       if (!r) return false;
       p = *r;
     }
@@ -330,7 +330,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
 Status Filesystem::readdir(uint64_t ino, uint64_t offset, const std::function<bool(const DirEntry&)>& sink) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* dir = TRY(find_dir(ino));
+  Inode* dir = TRY(inodes_.find_dir(ino));
   // Offsets: 0 ".", 1 "..", 2 + i slot i. An entry's next_offset resumes after it; slot indexes
   // are stable while the directory lives, so offsets survive concurrent changes (POSIX telldir).
   uint64_t pos = offset;

@@ -91,7 +91,7 @@ Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char
     std::shared_lock lock(mu_);
     TRY(check_alive());
     held.emplace(TRY(lock_inode_with(lock, ino, LockMode::kRead)));
-    Inode* in = TRY(find(ino));
+    Inode* in = TRY(inodes_.find(ino));
     if (in->is_dir()) return error(EISDIR);
     if (!in->is_reg()) return error(EINVAL);
     if (offset >= in->d.size || size == 0) return size_t{0};
@@ -175,7 +175,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kLayout));
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   if (in->is_dir()) return error(EISDIR);
   if (!in->is_reg()) return error(ENODEV);
   if (length == 0) return error(EINVAL);
@@ -253,7 +253,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
 Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   uint64_t size = in->d.size;
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return error(EINVAL);
   if (offset >= size) return error(ENXIO);
@@ -272,7 +272,7 @@ Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {
 Result<Filesystem::FileInfo> Filesystem::file_info(uint64_t ino) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   FileInfo f;
   f.size = in->d.size;
   f.extents = in->extents.size();
@@ -289,7 +289,7 @@ bool Filesystem::is_dax(uint64_t ino) {
     case DaxMode::kAlways: return true;
     case DaxMode::kNever: return false;
     case DaxMode::kInode: {
-      auto in = find(ino);
+      auto in = inodes_.find(ino);
       return in && ((*in)->d.flags & kInodeDax);
     }
   }

@@ -37,6 +37,7 @@
 #include "fs/extent_map.h"
 #include "fs/counters.h"
 #include "fs/inode.h"
+#include "fs/inode_table.h"
 #include "fs/journal.h"
 #include "fs/refcount.h"
 #include "fs/rmap.h"
@@ -96,7 +97,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // Marks the filesystem clean and releases the device. Idempotent.
   void unmount();
 
-  uint64_t root_ino() const { return root_; }
+  uint64_t root_ino() const { return inodes_.root(); }
   const MountOptions& options() const { return opts_; }
   const std::string& device_path() const { return dev_->path(); }
 
@@ -255,22 +256,13 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // Helpers that expect mu_ held exclusively end in _locked.
   Status check_alive() const;
   Status check_writable() const;
-  Result<Inode*> find(uint64_t ino) const;
-  Result<Inode*> find_dir(uint64_t ino) const;
-  struct stat to_stat(const Inode& in) const;
-  void store_inode(Txn& txn, Inode& in);
   // Commits `txn` (with `in` stored) once it holds a quarter of the journal: for loops over
   // unbounded numbers of extents, whose every iteration leaves a consistent state.
   Status commit_if_large_locked(Txn& txn, Inode& in);
   using DirtyGuard = Space::DirtyGuard;
-  void touch(Inode& in, bool mtime, bool ctime);
 
   // Inodes (inode.cc).
-  Result<Inode*> new_inode_locked(Txn& txn, uint32_t mode, const Cred& cred, const Inode& parent,
-                                  uint64_t rdev);
   Status release_inode_locked(Inode& in);  // frees everything; commits in bounded steps
-  // Undoes new_inode_locked() for an operation that failed before committing.
-  void drop_new_inode_locked(uint64_t ino);
   void maybe_release_locked(Inode& in);
   Result<struct stat> create_locked(uint64_t parent, std::string_view name, uint32_t mode,
                                     uint64_t rdev, const Cred& cred, std::string_view target);
@@ -360,10 +352,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Space space_{alloc_, counters_, [this](const std::string& why) { shutdown(why); }};
   BlockOwners owners_{*dev_, space_};  // rmap, refcount records; mu_ held as its calls say
   ExtentMap emap_{*dev_, space_, owners_, alloc_};  // extent-map operations; the same
-  std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
-  std::vector<uint64_t> free_inos_;
-  uint64_t root_ = 0;
-  uint64_t next_generation_ = 1;
+  InodeTable inodes_{*dev_, space_};  // inodes, free slots, root; the same
   std::atomic<bool> shutdown_{false};
   dax::LayoutSink* layout_ = nullptr;
   bool mounted_ = false;

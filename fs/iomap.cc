@@ -96,7 +96,7 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
     InodeLock held = TRY(lock_inodes(ino, 0, fault ? LockMode::kFault : LockMode::kRead));
     std::shared_lock lock(mu_);
     TRY(check_alive());
-    Inode* in = TRY(find(ino));
+    Inode* in = TRY(inodes_.find(ino));
     if (!in->is_reg()) return error(EINVAL);
     return dax::IomapPair{mapping_at_locked(*in, first, end, ops), {}};
   }
@@ -107,7 +107,7 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
     InodeLock held = TRY(lock_inodes(ino, 0, mode));
     std::unique_lock lock(mu_);
     TRY(check_writable());
-    Inode* in = TRY(find(ino));
+    Inode* in = TRY(inodes_.find(ino));
     if (!in->is_reg()) return error(EINVAL);
     dax::IomapPair out;
     dax::Iomap before = mapping_at_locked(*in, first, end, ops);

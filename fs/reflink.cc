@@ -160,8 +160,8 @@ Result<uint64_t> Filesystem::clone_range(uint64_t src_ino, uint64_t src_off, uin
   std::unique_lock lock(mu_);
   TRY(check_writable());
   if (!(sb_->features & kFeatureReflink)) return error(EOPNOTSUPP);
-  Inode* src = TRY(find(src_ino));
-  Inode* dst = TRY(find(dst_ino));
+  Inode* src = TRY(inodes_.find(src_ino));
+  Inode* dst = TRY(inodes_.find(dst_ino));
   uint64_t blocks = 0;
   uint64_t count = TRY(remap_prep_locked(*src, src_off, *dst, dst_off, length, false, &blocks));
   if (blocks == 0) return uint64_t{0};
@@ -190,8 +190,8 @@ Result<Filesystem::DedupeResult> Filesystem::dedupe_range(uint64_t src_ino, uint
   std::unique_lock lock(mu_);
   TRY(check_writable());
   if (!(sb_->features & kFeatureReflink)) return error(EOPNOTSUPP);
-  Inode* src = TRY(find(src_ino));
-  Inode* dst = TRY(find(dst_ino));
+  Inode* src = TRY(inodes_.find(src_ino));
+  Inode* dst = TRY(inodes_.find(dst_ino));
   uint64_t blocks = 0;
   uint64_t count = TRY(remap_prep_locked(*src, src_off, *dst, dst_off, length, true, &blocks));
   DedupeResult out{count, false};
@@ -227,7 +227,7 @@ Status Filesystem::unshare_range(uint64_t ino, uint64_t offset, uint64_t length)
   InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kLayout));
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   if (in->is_dir()) return error(EISDIR);
   if (!in->is_reg()) return error(EINVAL);
   if (length == 0) return error(EINVAL);
@@ -251,8 +251,8 @@ Result<uint64_t> Filesystem::copy_range(uint64_t src_ino, uint64_t src_off, uint
   {
     std::shared_lock lock(mu_);
     TRY(check_alive());
-    Inode* src = TRY(find(src_ino));
-    Inode* dst = TRY(find(dst_ino));
+    Inode* src = TRY(inodes_.find(src_ino));
+    Inode* dst = TRY(inodes_.find(dst_ino));
     if (src->is_dir() || dst->is_dir()) return error(EISDIR);
     if (!src->is_reg() || !dst->is_reg()) return error(EINVAL);
     if (src_off >= src->d.size) return uint64_t{0};

@@ -27,7 +27,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   TRY(check_writable());
   held.emplace(TRY(lock_inode_with(lock, ino, LockMode::kLayout)));
   TRY(check_writable());
-  Inode* in = TRY(find(ino));  // pinned: still there
+  Inode* in = TRY(inodes_.find(ino));  // pinned: still there
   if (in->is_dir()) return error(EISDIR);
   if (!in->is_reg()) return error(EINVAL);
   if (size == 0) return size_t{0};

@@ -87,7 +87,7 @@ Status Filesystem::store_xattrs_locked(Txn& txn, Inode& in) {
 Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   if (name.empty() || name.size() > kNameMax) return error(ERANGE);
   if (value.size() > ondisk::kMaxXattrValue) return error(E2BIG);
   if (!ondisk::xattr_namespace_ok(name)) return error(EOPNOTSUPP);
@@ -130,7 +130,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_vie
 Result<std::string> Filesystem::getxattr(uint64_t ino, std::string_view name) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   auto it = in->xattrs.find(std::string(name));
   if (it == in->xattrs.end()) return error(ENODATA);
   return it->second;
@@ -139,7 +139,7 @@ Result<std::string> Filesystem::getxattr(uint64_t ino, std::string_view name) {
 Result<std::string> Filesystem::listxattr(uint64_t ino) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   std::string out;
   for (auto& [name, value] : in->xattrs) {
     out.append(name);
@@ -151,7 +151,7 @@ Result<std::string> Filesystem::listxattr(uint64_t ino) {
 Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   auto it = in->xattrs.find(std::string(name));
   if (it == in->xattrs.end()) return error(ENODATA);
   auto saved = in->xattrs;
@@ -200,7 +200,7 @@ Status Filesystem::apply_create_acl_locked(const Inode& dir, Inode& in, uint32_t
 Result<Filesystem::XAttrFlags> Filesystem::get_xflags(uint64_t ino) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   XAttrFlags f;
   f.xflags = (in->d.flags & kInodeDax) ? FS_XFLAG_DAX : 0;
   f.extsize = in->d.extsize;
@@ -211,7 +211,7 @@ Result<Filesystem::XAttrFlags> Filesystem::get_xflags(uint64_t ino) {
 Status Filesystem::set_xflags(uint64_t ino, const XAttrFlags& f) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   if (f.xflags & ~static_cast<uint32_t>(FS_XFLAG_DAX)) return error(EOPNOTSUPP);
   if (f.extsize % kBlockSize != 0) return error(EINVAL);
   in->d.flags = (in->d.flags & ~kInodeDax) | ((f.xflags & FS_XFLAG_DAX) ? kInodeDax : 0);

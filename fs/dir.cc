@@ -11,73 +11,14 @@
 namespace daxfs::fs {
 
 namespace {
-uint8_t dtype(uint32_t mode) { return static_cast<uint8_t>((mode >> 12) & 15); }
 constexpr uint32_t kMaxLinks = 0x7fffffff;
 }  // namespace
-
-// The name rule the mount and fsck.daxfs read entries by (fs/ondisk/codec.h), as errnos.
-Status Filesystem::check_name(std::string_view name) const {
-  switch (ondisk::name_error(name)) {
-    case ondisk::NameError::kNone: return {};
-    case ondisk::NameError::kEmpty: return error(ENOENT);
-    case ondisk::NameError::kTooLong: return error(ENAMETOOLONG);
-    case ondisk::NameError::kDot: return error(EEXIST);
-    case ondisk::NameError::kBadByte: return error(EINVAL);
-  }
-  return error(EINVAL);
-}
-
-Status Filesystem::dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
-  if (dir.free_slots.empty()) {
-    uint32_t base = static_cast<uint32_t>(dir.record_blocks.size() * kDirentsPerBlock);
-    TRY(emap_.new_record_block_locked(txn, dir, kDirMagic));
-    dir.slots.resize(dir.slots.size() + kDirentsPerBlock);
-    for (uint32_t i = kDirentsPerBlock; i-- > 0;) dir.free_slots.push_back(base + i);
-  }
-  uint32_t index = dir.free_slots.back();
-  dir.free_slots.pop_back();
-  dir.slots[index] = DirSlot{target.ino, dtype(target.d.mode), std::string(name)};
-  dir.names.emplace(std::string(name), index);
-  RecordLoc loc = dir.dirent_loc(index);
-  DiskDirent de{};
-  de.ino = target.ino;
-  de.type = dtype(target.d.mode);
-  de.name_length = static_cast<uint8_t>(name.size());
-  memcpy(de.name, name.data(), name.size());
-  uint64_t off = loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskDirent);
-  txn.write(off, &de, static_cast<uint32_t>(offsetof(DiskDirent, name) + name.size()));
-  return {};
-}
-
-void Filesystem::dir_remove_locked(Txn& txn, Inode& dir, std::string_view name) {
-  auto it = dir.names.find(std::string(name));
-  if (it == dir.names.end()) abort();  // callers looked it up under the same lock
-  uint32_t index = it->second;
-  dir.names.erase(it);
-  dir.slots[index] = DirSlot{};
-  dir.free_slots.push_back(index);
-  RecordLoc loc = dir.dirent_loc(index);
-  uint64_t zero = 0;
-  txn.write(loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskDirent), &zero, sizeof zero);
-}
-
-void Filesystem::dir_set_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
-  uint32_t index = dir.names.at(std::string(name));
-  dir.slots[index].ino = target.ino;
-  dir.slots[index].type = dtype(target.d.mode);
-  RecordLoc loc = dir.dirent_loc(index);
-  struct {
-    uint64_t ino;
-    uint8_t type;
-  } __attribute__((packed)) rec{target.ino, dtype(target.d.mode)};
-  txn.write(loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskDirent), &rec, sizeof rec);
-}
 
 Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view name, uint32_t mode,
                                               uint64_t rdev, const Cred& cred, std::string_view target) {
   TRY(check_writable());
   Inode* dir = TRY(inodes_.find_dir(parent));
-  TRY(check_name(name));
+  TRY(Directory::check_name(name));
   if (dir->d.nlink == 0) return error(ENOENT);  // the directory was removed while open
   if (dir->names.count(std::string(name))) return error(EEXIST);
   if (S_ISDIR(mode) && dir->d.nlink >= kMaxLinks) return error(EMLINK);
@@ -113,7 +54,7 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
   }
   store_inode(txn, *in);
   if (dir->free_slots.empty() && alloc_.free_blocks() == 0) return undo(ENOSPC);
-  TRY(dir_add_locked(txn, *dir, name, *in));  // cannot fail now: a block is free for it
+  TRY(dirs_.add_locked(txn, *dir, name, *in));  // cannot fail now: a block is free for it
   if (S_ISDIR(mode)) {
     dir->d.nlink++;
     dir->subdirs++;
@@ -164,7 +105,7 @@ Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::str
   Inode* in = TRY(inodes_.find(ino));
   Inode* dir = TRY(inodes_.find_dir(new_parent));
   if (in->is_dir()) return error(EPERM);
-  TRY(check_name(new_name));
+  TRY(Directory::check_name(new_name));
   if (dir->d.nlink == 0) return error(ENOENT);
   if (dir->names.count(std::string(new_name))) return error(EEXIST);
   if (in->d.nlink >= kMaxLinks) return error(EMLINK);
@@ -172,7 +113,7 @@ Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::str
   TRY(space_.reserve_locked(1));
   Txn txn;
   DirtyGuard guard(space_, txn);
-  TRY(dir_add_locked(txn, *dir, new_name, *in));
+  TRY(dirs_.add_locked(txn, *dir, new_name, *in));
   in->d.nlink++;
   touch(*in, false, true);
   touch(*dir, true, true);
@@ -199,7 +140,7 @@ Status Filesystem::remove_locked(uint64_t parent, std::string_view name, bool rm
   }
   Txn txn;
   DirtyGuard guard(space_, txn);
-  dir_remove_locked(txn, *dir, name);
+  dirs_.remove_locked(txn, *dir, name);
   if (rmdir) {
     target->d.nlink = 0;
     dir->d.nlink--;
@@ -235,7 +176,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
   Inode* sdir = TRY(inodes_.find_dir(parent));
   Inode* ddir = TRY(inodes_.find_dir(new_parent));
   if (name == "." || name == ".." || new_name == "." || new_name == "..") return error(EBUSY);
-  TRY(check_name(new_name));
+  TRY(Directory::check_name(new_name));
   auto sit = sdir->names.find(std::string(name));
   if (sit == sdir->names.end()) return error(ENOENT);
   Inode* src = TRY(inodes_.find(sdir->slots[sit->second].ino));
@@ -265,8 +206,8 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     if (dst->is_dir() && sdir != ddir && is_ancestor(dst, sdir)) return error(EINVAL);
     Txn txn;
     DirtyGuard guard(space_, txn);
-    dir_set_locked(txn, *sdir, name, *dst);
-    dir_set_locked(txn, *ddir, new_name, *src);
+    dirs_.set_locked(txn, *sdir, name, *dst);
+    dirs_.set_locked(txn, *ddir, new_name, *src);
     if (sdir != ddir) {
       if (src->is_dir()) {
         src->d.parent = ddir->ino;
@@ -300,7 +241,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
   DirtyGuard guard(space_, txn);
   std::string sname(name);  // `name` may alias the slot we are about to rewrite
   if (dst) {
-    dir_set_locked(txn, *ddir, new_name, *src);
+    dirs_.set_locked(txn, *ddir, new_name, *src);
     if (dst->is_dir()) {
       dst->d.nlink = 0;
       ddir->d.nlink--;
@@ -311,9 +252,9 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     touch(*dst, false, true);
     store_inode(txn, *dst);
   } else {
-    TRY(dir_add_locked(txn, *ddir, new_name, *src));
+    TRY(dirs_.add_locked(txn, *ddir, new_name, *src));
   }
-  dir_remove_locked(txn, *sdir, sname);
+  dirs_.remove_locked(txn, *sdir, sname);
   if (src->is_dir() && sdir != ddir) {
     src->d.parent = ddir->ino;
     sdir->d.nlink--, sdir->subdirs--, ddir->d.nlink++, ddir->subdirs++;

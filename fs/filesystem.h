@@ -36,6 +36,7 @@
 #include "fs/block_owners.h"
 #include "fs/extent_map.h"
 #include "fs/counters.h"
+#include "fs/directory.h"
 #include "fs/inode.h"
 #include "fs/inode_table.h"
 #include "fs/journal.h"
@@ -268,10 +269,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
                                     uint64_t rdev, const Cred& cred, std::string_view target);
 
   // Directories (dir.cc).
-  Status dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target);
-  void dir_remove_locked(Txn& txn, Inode& dir, std::string_view name);
-  void dir_set_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target);
-  Status check_name(std::string_view name) const;
   Status remove_locked(uint64_t parent, std::string_view name, bool dir);
 
   // Copies the part of [data_offset, data_offset + size) that falls in file blocks
@@ -353,6 +350,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   BlockOwners owners_{*dev_, space_};  // rmap, refcount records; mu_ held as its calls say
   ExtentMap emap_{*dev_, space_, owners_, alloc_};  // extent-map operations; the same
   InodeTable inodes_{*dev_, space_};  // inodes, free slots, root; the same
+  Directory dirs_{emap_};  // directory entries; the same
   std::atomic<bool> shutdown_{false};
   dax::LayoutSink* layout_ = nullptr;
   bool mounted_ = false;

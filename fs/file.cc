@@ -21,7 +21,7 @@ constexpr uint64_t kEndBlock = kMaxFileBlocks;
 Status Filesystem::zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to) {
   if (from >= to) return {};
   // A shared block is copied first: the other sharers never see the zeros.
-  TRY(unshare_blocks_locked(txn, in, from / kBlockSize, (to + kBlockSize - 1) / kBlockSize, from, to));
+  TRY(cow_.unshare_blocks_locked(txn, in, from / kBlockSize, (to + kBlockSize - 1) / kBlockSize, from, to));
   // Holes and unwritten blocks already read as zeros; written bytes are zeroed and persisted.
   for (uint64_t b = from / kBlockSize; b * kBlockSize < to; b++) {
     uint64_t s = std::max(from, b * kBlockSize), e = std::min(to, (b + 1) * kBlockSize);
@@ -44,13 +44,6 @@ void Filesystem::copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64
     if (bend > de) dev_->memset_nodrain(dst + (de - bstart), 0, bend - de);
   }
   if (de > ds) dev_->memcpy_nodrain(dst + (ds - bstart), data + (ds - data_offset), de - ds);
-}
-
-void Filesystem::strip_setid(Inode& in) {
-  // should_remove_suid(): setuid always; setgid only with group execute (else it is mandatory
-  // locking's marker, which Linux leaves alone).
-  in.d.mode &= ~static_cast<uint32_t>(S_ISUID);
-  if ((in.d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) in.d.mode &= ~static_cast<uint32_t>(S_ISGID);
 }
 
 std::vector<dax::Iomap> Filesystem::read_plan_locked(const Inode& in, uint64_t offset, size_t n) const {

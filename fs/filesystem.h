@@ -36,6 +36,7 @@
 #include "fs/block_owners.h"
 #include "fs/extent_map.h"
 #include "fs/counters.h"
+#include "fs/cow.h"
 #include "fs/directory.h"
 #include "fs/inode.h"
 #include "fs/inode_table.h"
@@ -321,19 +322,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,
                                uint64_t* new_blocks);
 
-  // Reflink (reflink.cc).
-  // Checks a clone of src's blocks [first, end) can complete: space for its metadata and for the
-  // blocks at the reference-count ceiling (copied, not shared), and no poison in those. ENOSPC/EIO.
-  Status reserve_for_clone_locked(const Inode& src, uint64_t first, uint64_t end) const;
-  static void strip_setid(Inode& in);
-  // Gives the shared blocks of file blocks [first, end) private copies (CoW). Whole blocks inside
-  // the byte range [skip_from, skip_to) are not copied: the caller overwrites them.
-  Status unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint64_t skip_from,
-                               uint64_t skip_to);
-  Result<uint64_t> remap_prep_locked(Inode& src, uint64_t src_off, Inode& dst, uint64_t dst_off,
-                                     uint64_t length, bool dedupe, uint64_t* blocks);
-  Status clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, Inode& dst, uint64_t dfirst, uint64_t n);
-
   // Xattrs (xattr.cc).
   Status store_xattrs_locked(Txn& txn, Inode& in);
   // POSIX ACL inheritance and umask for a new inode (posix_acl_create()).
@@ -351,6 +339,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   ExtentMap emap_{*dev_, space_, owners_, alloc_};  // extent-map operations; the same
   InodeTable inodes_{*dev_, space_};  // inodes, free slots, root; the same
   Directory dirs_{emap_};  // directory entries; the same
+  Cow cow_{*dev_, space_, owners_, emap_, counters_};  // clone, CoW, unshare; the same
   std::atomic<bool> shutdown_{false};
   dax::LayoutSink* layout_ = nullptr;
   bool mounted_ = false;

@@ -27,6 +27,13 @@ void touch(Inode& in, bool mtime, bool ctime) {
   if (ctime) in.d.ctime = t;
 }
 
+void strip_setid(Inode& in) {
+  // should_remove_suid(): setuid always; setgid only with group execute (else it is mandatory
+  // locking's marker, which Linux leaves alone).
+  in.d.mode &= ~static_cast<uint32_t>(S_ISUID);
+  if ((in.d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) in.d.mode &= ~static_cast<uint32_t>(S_ISGID);
+}
+
 struct stat to_stat(const Inode& in) {
   struct stat st {};
   st.st_ino = in.ino;

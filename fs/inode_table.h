@@ -25,6 +25,8 @@ namespace daxfs::fs {
 void store_inode(Txn& txn, const Inode& in);
 // Sets the inode's mtime and/or ctime to now.
 void touch(Inode& in, bool mtime, bool ctime);
+// Clears setuid, and setgid with group execute: a write by one lacking CAP_FSETID.
+void strip_setid(Inode& in);
 struct stat to_stat(const Inode& in);
 
 class InodeTable {

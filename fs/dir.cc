@@ -35,7 +35,7 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
     txn.clear();  // memory is as it was: nothing to shut down for
     return error(e);
   };
-  if (Status st = apply_create_acl_locked(*dir, *in, cred.umask); !st) return undo(st.error());
+  if (Status st = apply_create_acl(*dir, *in, cred.umask); !st) return undo(st.error());
   if (S_ISLNK(mode)) {
     auto r = space_.alloc_locked(1, 0);
     if (!r) return undo(r.error());
@@ -48,7 +48,7 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
     in->symlink = std::string(target);
   }
   if (!in->xattrs.empty()) {
-    Status st = store_xattrs_locked(txn, *in);
+    Status st = xattrs_.store_locked(txn, *in);
     if (!st) return undo(st.error());
     taken.push_back({in->d.xattr_block, (in->d.xattr_length + kBlockSize - 1) / kBlockSize});
   }

@@ -44,6 +44,7 @@
 #include "fs/refcount.h"
 #include "fs/rmap.h"
 #include "fs/space.h"
+#include "fs/xattr_store.h"
 #include "pmemdev/device.h"
 #include "pmemdev/holder.h"
 #include "common/result.h"
@@ -322,11 +323,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,
                                uint64_t* new_blocks);
 
-  // Xattrs (xattr.cc).
-  Status store_xattrs_locked(Txn& txn, Inode& in);
-  // POSIX ACL inheritance and umask for a new inode (posix_acl_create()).
-  Status apply_create_acl_locked(const Inode& dir, Inode& in, uint32_t umask);
-
   std::unique_ptr<pmemdev::Device> dev_;
   MountOptions opts_;
   SuperBlock* sb_ = nullptr;  // the on-media superblock (read-only except through txns)
@@ -340,6 +336,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   InodeTable inodes_{*dev_, space_};  // inodes, free slots, root; the same
   Directory dirs_{emap_};  // directory entries; the same
   Cow cow_{*dev_, space_, owners_, emap_, counters_};  // clone, CoW, unshare; the same
+  XattrStore xattrs_{*dev_, space_, alloc_};  // xattr blobs; the same
   std::atomic<bool> shutdown_{false};
   dax::LayoutSink* layout_ = nullptr;
   bool mounted_ = false;

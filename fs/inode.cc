@@ -123,7 +123,7 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
     if (in->xattrs.count("system.posix_acl_access")) {
       auto saved = in->xattrs;
       chmod_access_acl(*in);
-      if (Status st = store_xattrs_locked(txn, *in); !st) {
+      if (Status st = xattrs_.store_locked(txn, *in); !st) {
         in->xattrs = std::move(saved);
         in->d.mode = old_mode;
         return error(st.error());

@@ -11,90 +11,31 @@
 namespace daxfs::fs {
 
 namespace {
-uint8_t dtype(uint32_t mode) { return static_cast<uint8_t>((mode >> 12) & 15); }
 constexpr uint32_t kMaxLinks = 0x7fffffff;
 }  // namespace
-
-// The name rule the mount and fsck.daxfs read entries by (fs/ondisk/codec.h), as errnos.
-Status Filesystem::check_name(std::string_view name) const {
-  switch (ondisk::name_error(name)) {
-    case ondisk::NameError::kNone: return {};
-    case ondisk::NameError::kEmpty: return error(ENOENT);
-    case ondisk::NameError::kTooLong: return error(ENAMETOOLONG);
-    case ondisk::NameError::kDot: return error(EEXIST);
-    case ondisk::NameError::kBadByte: return error(EINVAL);
-  }
-  return error(EINVAL);
-}
-
-Status Filesystem::dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
-  if (dir.free_slots.empty()) {
-    uint32_t base = static_cast<uint32_t>(dir.record_blocks.size() * kDirentsPerBlock);
-    TRY(emap_.new_record_block_locked(txn, dir, kDirMagic));
-    dir.slots.resize(dir.slots.size() + kDirentsPerBlock);
-    for (uint32_t i = kDirentsPerBlock; i-- > 0;) dir.free_slots.push_back(base + i);
-  }
-  uint32_t index = dir.free_slots.back();
-  dir.free_slots.pop_back();
-  dir.slots[index] = DirSlot{target.ino, dtype(target.d.mode), std::string(name)};
-  dir.names.emplace(std::string(name), index);
-  RecordLoc loc = dir.dirent_loc(index);
-  DiskDirent de{};
-  de.ino = target.ino;
-  de.type = dtype(target.d.mode);
-  de.name_length = static_cast<uint8_t>(name.size());
-  memcpy(de.name, name.data(), name.size());
-  uint64_t off = loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskDirent);
-  txn.write(off, &de, static_cast<uint32_t>(offsetof(DiskDirent, name) + name.size()));
-  return {};
-}
-
-void Filesystem::dir_remove_locked(Txn& txn, Inode& dir, std::string_view name) {
-  auto it = dir.names.find(std::string(name));
-  if (it == dir.names.end()) abort();  // callers looked it up under the same lock
-  uint32_t index = it->second;
-  dir.names.erase(it);
-  dir.slots[index] = DirSlot{};
-  dir.free_slots.push_back(index);
-  RecordLoc loc = dir.dirent_loc(index);
-  uint64_t zero = 0;
-  txn.write(loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskDirent), &zero, sizeof zero);
-}
-
-void Filesystem::dir_set_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target) {
-  uint32_t index = dir.names.at(std::string(name));
-  dir.slots[index].ino = target.ino;
-  dir.slots[index].type = dtype(target.d.mode);
-  RecordLoc loc = dir.dirent_loc(index);
-  struct {
-    uint64_t ino;
-    uint8_t type;
-  } __attribute__((packed)) rec{target.ino, dtype(target.d.mode)};
-  txn.write(loc.block * kBlockSize + sizeof(RecordBlockHeader) + loc.slot * sizeof(DiskDirent), &rec, sizeof rec);
-}
 
 Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view name, uint32_t mode,
                                               uint64_t rdev, const Cred& cred, std::string_view target) {
   TRY(check_writable());
-  Inode* dir = TRY(find_dir(parent));
-  TRY(check_name(name));
+  Inode* dir = TRY(inodes_.find_dir(parent));
+  TRY(Directory::check_name(name));
   if (dir->d.nlink == 0) return error(ENOENT);  // the directory was removed while open
   if (dir->names.count(std::string(name))) return error(EEXIST);
   if (S_ISDIR(mode) && dir->d.nlink >= kMaxLinks) return error(EMLINK);
   TRY(space_.reserve_locked(4));
   Txn txn;
   DirtyGuard guard(space_, txn);
-  Inode* in = TRY(new_inode_locked(txn, mode, cred, *dir, rdev));
+  Inode* in = TRY(inodes_.new_inode_locked(txn, mode, cred.uid, cred.gid, *dir, rdev));
   // Until the commit, a failure must leave memory as it was: the new inode goes away again and
   // blocks taken so far go back (nothing on media references them).
   std::vector<BlockRange> taken;
   auto undo = [&](int e) -> Errno {
     for (const BlockRange& r : taken) alloc_.free(r.start, r.length);
-    drop_new_inode_locked(in->ino);
+    inodes_.drop_locked(in->ino);
     txn.clear();  // memory is as it was: nothing to shut down for
     return error(e);
   };
-  if (Status st = apply_create_acl_locked(*dir, *in, cred.umask); !st) return undo(st.error());
+  if (Status st = apply_create_acl(*dir, *in, cred.umask); !st) return undo(st.error());
   if (S_ISLNK(mode)) {
     auto r = space_.alloc_locked(1, 0);
     if (!r) return undo(r.error());
@@ -107,13 +48,13 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
     in->symlink = std::string(target);
   }
   if (!in->xattrs.empty()) {
-    Status st = store_xattrs_locked(txn, *in);
+    Status st = xattrs_.store_locked(txn, *in);
     if (!st) return undo(st.error());
     taken.push_back({in->d.xattr_block, (in->d.xattr_length + kBlockSize - 1) / kBlockSize});
   }
   store_inode(txn, *in);
   if (dir->free_slots.empty() && alloc_.free_blocks() == 0) return undo(ENOSPC);
-  TRY(dir_add_locked(txn, *dir, name, *in));  // cannot fail now: a block is free for it
+  TRY(dirs_.add_locked(txn, *dir, name, *in));  // cannot fail now: a block is free for it
   if (S_ISDIR(mode)) {
     dir->d.nlink++;
     dir->subdirs++;
@@ -153,7 +94,7 @@ Result<struct stat> Filesystem::symlink(uint64_t parent, std::string_view name, 
 Result<std::string> Filesystem::readlink(uint64_t ino) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   if (!in->is_symlink()) return error(EINVAL);
   return in->symlink;
 }
@@ -161,10 +102,10 @@ Result<std::string> Filesystem::readlink(uint64_t ino) {
 Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
-  Inode* dir = TRY(find_dir(new_parent));
+  Inode* in = TRY(inodes_.find(ino));
+  Inode* dir = TRY(inodes_.find_dir(new_parent));
   if (in->is_dir()) return error(EPERM);
-  TRY(check_name(new_name));
+  TRY(Directory::check_name(new_name));
   if (dir->d.nlink == 0) return error(ENOENT);
   if (dir->names.count(std::string(new_name))) return error(EEXIST);
   if (in->d.nlink >= kMaxLinks) return error(EMLINK);
@@ -172,7 +113,7 @@ Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::str
   TRY(space_.reserve_locked(1));
   Txn txn;
   DirtyGuard guard(space_, txn);
-  TRY(dir_add_locked(txn, *dir, new_name, *in));
+  TRY(dirs_.add_locked(txn, *dir, new_name, *in));
   in->d.nlink++;
   touch(*in, false, true);
   touch(*dir, true, true);
@@ -185,12 +126,12 @@ Result<struct stat> Filesystem::link(uint64_t ino, uint64_t new_parent, std::str
 
 Status Filesystem::remove_locked(uint64_t parent, std::string_view name, bool rmdir) {
   TRY(check_writable());
-  Inode* dir = TRY(find_dir(parent));
+  Inode* dir = TRY(inodes_.find_dir(parent));
   if (name == ".") return error(EINVAL);
   if (name == "..") return error(ENOTEMPTY);
   auto it = dir->names.find(std::string(name));
   if (it == dir->names.end()) return error(ENOENT);
-  Inode* target = TRY(find(dir->slots[it->second].ino));
+  Inode* target = TRY(inodes_.find(dir->slots[it->second].ino));
   if (rmdir) {
     if (!target->is_dir()) return error(ENOTDIR);
     if (!target->names.empty()) return error(ENOTEMPTY);
@@ -199,7 +140,7 @@ Status Filesystem::remove_locked(uint64_t parent, std::string_view name, bool rm
   }
   Txn txn;
   DirtyGuard guard(space_, txn);
-  dir_remove_locked(txn, *dir, name);
+  dirs_.remove_locked(txn, *dir, name);
   if (rmdir) {
     target->d.nlink = 0;
     dir->d.nlink--;
@@ -232,16 +173,16 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return error(EINVAL);
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* sdir = TRY(find_dir(parent));
-  Inode* ddir = TRY(find_dir(new_parent));
+  Inode* sdir = TRY(inodes_.find_dir(parent));
+  Inode* ddir = TRY(inodes_.find_dir(new_parent));
   if (name == "." || name == ".." || new_name == "." || new_name == "..") return error(EBUSY);
-  TRY(check_name(new_name));
+  TRY(Directory::check_name(new_name));
   auto sit = sdir->names.find(std::string(name));
   if (sit == sdir->names.end()) return error(ENOENT);
-  Inode* src = TRY(find(sdir->slots[sit->second].ino));
+  Inode* src = TRY(inodes_.find(sdir->slots[sit->second].ino));
   auto dit = ddir->names.find(std::string(new_name));
   Inode* dst = nullptr;
-  if (dit != ddir->names.end()) dst = TRY(find(ddir->slots[dit->second].ino));
+  if (dit != ddir->names.end()) dst = TRY(inodes_.find(ddir->slots[dit->second].ino));
   if (ddir->d.nlink == 0) return error(ENOENT);
 
   // A directory may not move below itself.
@@ -251,8 +192,8 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     const Inode* p = d;
     for (size_t depth = 0; depth <= inodes_.size(); depth++) {
       if (p == a) return true;
-      if (p->ino == root_) return false;
-      auto r = find(p->d.parent);
+      if (p->ino == inodes_.root()) return false;
+      auto r = inodes_.find(p->d.parent);
       if (!r) return false;
       p = *r;
     }
@@ -265,8 +206,8 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     if (dst->is_dir() && sdir != ddir && is_ancestor(dst, sdir)) return error(EINVAL);
     Txn txn;
     DirtyGuard guard(space_, txn);
-    dir_set_locked(txn, *sdir, name, *dst);
-    dir_set_locked(txn, *ddir, new_name, *src);
+    dirs_.set_locked(txn, *sdir, name, *dst);
+    dirs_.set_locked(txn, *ddir, new_name, *src);
     if (sdir != ddir) {
       if (src->is_dir()) {
         src->d.parent = ddir->ino;
@@ -300,7 +241,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
   DirtyGuard guard(space_, txn);
   std::string sname(name);  // `name` may alias the slot we are about to rewrite
   if (dst) {
-    dir_set_locked(txn, *ddir, new_name, *src);
+    dirs_.set_locked(txn, *ddir, new_name, *src);
     if (dst->is_dir()) {
       dst->d.nlink = 0;
       ddir->d.nlink--;
@@ -311,9 +252,9 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
     touch(*dst, false, true);
     store_inode(txn, *dst);
   } else {
-    TRY(dir_add_locked(txn, *ddir, new_name, *src));
+    TRY(dirs_.add_locked(txn, *ddir, new_name, *src));
   }
-  dir_remove_locked(txn, *sdir, sname);
+  dirs_.remove_locked(txn, *sdir, sname);
   if (src->is_dir() && sdir != ddir) {
     src->d.parent = ddir->ino;
     sdir->d.nlink--, sdir->subdirs--, ddir->d.nlink++, ddir->subdirs++;
@@ -330,7 +271,7 @@ Status Filesystem::rename(uint64_t parent, std::string_view name, uint64_t new_p
 Status Filesystem::readdir(uint64_t ino, uint64_t offset, const std::function<bool(const DirEntry&)>& sink) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* dir = TRY(find_dir(ino));
+  Inode* dir = TRY(inodes_.find_dir(ino));
   // Offsets: 0 ".", 1 "..", 2 + i slot i. An entry's next_offset resumes after it; slot indexes
   // are stable while the directory lives, so offsets survive concurrent changes (POSIX telldir).
   uint64_t pos = offset;

@@ -6,11 +6,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "fs/inode_table.h"
 #include "fs/ondisk/codec.h"
 
 namespace daxfs::fs {
-
-void ExtentMap::store_inode(Txn& txn, const Inode& in) { txn.write_obj(ondisk::inode_offset(in.ino), in.d); }
 
 namespace {
 // Longest extent one record holds.

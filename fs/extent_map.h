@@ -55,8 +55,6 @@ class ExtentMap {
   static const Extent* extent_at(const Inode& in, uint64_t block, uint64_t* start);
 
  private:
-  static void store_inode(Txn& txn, const Inode& in);
-
   pmemdev::Device& dev_;
   Space& space_;
   BlockOwners& owners_;

@@ -21,7 +21,7 @@ constexpr uint64_t kEndBlock = kMaxFileBlocks;
 Status Filesystem::zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to) {
   if (from >= to) return {};
   // A shared block is copied first: the other sharers never see the zeros.
-  TRY(unshare_blocks_locked(txn, in, from / kBlockSize, (to + kBlockSize - 1) / kBlockSize, from, to));
+  TRY(cow_.unshare_blocks_locked(txn, in, from / kBlockSize, (to + kBlockSize - 1) / kBlockSize, from, to));
   // Holes and unwritten blocks already read as zeros; written bytes are zeroed and persisted.
   for (uint64_t b = from / kBlockSize; b * kBlockSize < to; b++) {
     uint64_t s = std::max(from, b * kBlockSize), e = std::min(to, (b + 1) * kBlockSize);
@@ -44,13 +44,6 @@ void Filesystem::copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64
     if (bend > de) dev_->memset_nodrain(dst + (de - bstart), 0, bend - de);
   }
   if (de > ds) dev_->memcpy_nodrain(dst + (ds - bstart), data + (ds - data_offset), de - ds);
-}
-
-void Filesystem::strip_setid(Inode& in) {
-  // should_remove_suid(): setuid always; setgid only with group execute (else it is mandatory
-  // locking's marker, which Linux leaves alone).
-  in.d.mode &= ~static_cast<uint32_t>(S_ISUID);
-  if ((in.d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) in.d.mode &= ~static_cast<uint32_t>(S_ISGID);
 }
 
 std::vector<dax::Iomap> Filesystem::read_plan_locked(const Inode& in, uint64_t offset, size_t n) const {
@@ -91,7 +84,7 @@ Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char
     std::shared_lock lock(mu_);
     TRY(check_alive());
     held.emplace(TRY(lock_inode_with(lock, ino, LockMode::kRead)));
-    Inode* in = TRY(find(ino));
+    Inode* in = TRY(inodes_.find(ino));
     if (in->is_dir()) return error(EISDIR);
     if (!in->is_reg()) return error(EINVAL);
     if (offset >= in->d.size || size == 0) return size_t{0};
@@ -175,7 +168,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
   InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kLayout));
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   if (in->is_dir()) return error(EISDIR);
   if (!in->is_reg()) return error(ENODEV);
   if (length == 0) return error(EINVAL);
@@ -253,7 +246,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
 Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   uint64_t size = in->d.size;
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return error(EINVAL);
   if (offset >= size) return error(ENXIO);
@@ -272,7 +265,7 @@ Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {
 Result<Filesystem::FileInfo> Filesystem::file_info(uint64_t ino) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   FileInfo f;
   f.size = in->d.size;
   f.extents = in->extents.size();
@@ -289,7 +282,7 @@ bool Filesystem::is_dax(uint64_t ino) {
     case DaxMode::kAlways: return true;
     case DaxMode::kNever: return false;
     case DaxMode::kInode: {
-      auto in = find(ino);
+      auto in = inodes_.find(ino);
       return in && ((*in)->d.flags & kInodeDax);
     }
   }

@@ -36,11 +36,15 @@
 #include "fs/block_owners.h"
 #include "fs/extent_map.h"
 #include "fs/counters.h"
+#include "fs/cow.h"
+#include "fs/directory.h"
 #include "fs/inode.h"
+#include "fs/inode_table.h"
 #include "fs/journal.h"
 #include "fs/refcount.h"
 #include "fs/rmap.h"
 #include "fs/space.h"
+#include "fs/xattr_store.h"
 #include "pmemdev/device.h"
 #include "pmemdev/holder.h"
 #include "common/result.h"
@@ -96,7 +100,7 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // Marks the filesystem clean and releases the device. Idempotent.
   void unmount();
 
-  uint64_t root_ino() const { return root_; }
+  uint64_t root_ino() const { return inodes_.root(); }
   const MountOptions& options() const { return opts_; }
   const std::string& device_path() const { return dev_->path(); }
 
@@ -255,31 +259,18 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // Helpers that expect mu_ held exclusively end in _locked.
   Status check_alive() const;
   Status check_writable() const;
-  Result<Inode*> find(uint64_t ino) const;
-  Result<Inode*> find_dir(uint64_t ino) const;
-  struct stat to_stat(const Inode& in) const;
-  void store_inode(Txn& txn, Inode& in);
   // Commits `txn` (with `in` stored) once it holds a quarter of the journal: for loops over
   // unbounded numbers of extents, whose every iteration leaves a consistent state.
   Status commit_if_large_locked(Txn& txn, Inode& in);
   using DirtyGuard = Space::DirtyGuard;
-  void touch(Inode& in, bool mtime, bool ctime);
 
   // Inodes (inode.cc).
-  Result<Inode*> new_inode_locked(Txn& txn, uint32_t mode, const Cred& cred, const Inode& parent,
-                                  uint64_t rdev);
   Status release_inode_locked(Inode& in);  // frees everything; commits in bounded steps
-  // Undoes new_inode_locked() for an operation that failed before committing.
-  void drop_new_inode_locked(uint64_t ino);
   void maybe_release_locked(Inode& in);
   Result<struct stat> create_locked(uint64_t parent, std::string_view name, uint32_t mode,
                                     uint64_t rdev, const Cred& cred, std::string_view target);
 
   // Directories (dir.cc).
-  Status dir_add_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target);
-  void dir_remove_locked(Txn& txn, Inode& dir, std::string_view name);
-  void dir_set_locked(Txn& txn, Inode& dir, std::string_view name, const Inode& target);
-  Status check_name(std::string_view name) const;
   Status remove_locked(uint64_t parent, std::string_view name, bool dir);
 
   // Copies the part of [data_offset, data_offset + size) that falls in file blocks
@@ -332,24 +323,6 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,
                                uint64_t* new_blocks);
 
-  // Reflink (reflink.cc).
-  // Checks a clone of src's blocks [first, end) can complete: space for its metadata and for the
-  // blocks at the reference-count ceiling (copied, not shared), and no poison in those. ENOSPC/EIO.
-  Status reserve_for_clone_locked(const Inode& src, uint64_t first, uint64_t end) const;
-  static void strip_setid(Inode& in);
-  // Gives the shared blocks of file blocks [first, end) private copies (CoW). Whole blocks inside
-  // the byte range [skip_from, skip_to) are not copied: the caller overwrites them.
-  Status unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint64_t skip_from,
-                               uint64_t skip_to);
-  Result<uint64_t> remap_prep_locked(Inode& src, uint64_t src_off, Inode& dst, uint64_t dst_off,
-                                     uint64_t length, bool dedupe, uint64_t* blocks);
-  Status clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, Inode& dst, uint64_t dfirst, uint64_t n);
-
-  // Xattrs (xattr.cc).
-  Status store_xattrs_locked(Txn& txn, Inode& in);
-  // POSIX ACL inheritance and umask for a new inode (posix_acl_create()).
-  Status apply_create_acl_locked(const Inode& dir, Inode& in, uint32_t umask);
-
   std::unique_ptr<pmemdev::Device> dev_;
   MountOptions opts_;
   SuperBlock* sb_ = nullptr;  // the on-media superblock (read-only except through txns)
@@ -360,10 +333,10 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   Space space_{alloc_, counters_, [this](const std::string& why) { shutdown(why); }};
   BlockOwners owners_{*dev_, space_};  // rmap, refcount records; mu_ held as its calls say
   ExtentMap emap_{*dev_, space_, owners_, alloc_};  // extent-map operations; the same
-  std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
-  std::vector<uint64_t> free_inos_;
-  uint64_t root_ = 0;
-  uint64_t next_generation_ = 1;
+  InodeTable inodes_{*dev_, space_};  // inodes, free slots, root; the same
+  Directory dirs_{emap_};  // directory entries; the same
+  Cow cow_{*dev_, space_, owners_, emap_, counters_};  // clone, CoW, unshare; the same
+  XattrStore xattrs_{*dev_, space_, alloc_};  // xattr blobs; the same
   std::atomic<bool> shutdown_{false};
   dax::LayoutSink* layout_ = nullptr;
   bool mounted_ = false;

@@ -10,7 +10,7 @@ namespace daxfs::fs {
 Result<std::vector<Filesystem::MapRow>> Filesystem::fiemap(uint64_t ino, uint64_t start, size_t max) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   std::vector<MapRow> out;
   // Holes are absent; mappings split where sharing (XFS reports shared and private parts as
   // separate extents) or poison (whole blocks) changes.
@@ -46,7 +46,7 @@ std::vector<Filesystem::MapRow> Filesystem::fsmap(uint64_t start, uint64_t end, 
   meta(sb_->journal_start, sb_->journal_blocks, DAXFS_OWN_JOURNAL, 0);
   std::vector<uint64_t> chunks;
   for (auto& [ino, in] : inodes_) chunks.push_back(ino_block(ino));
-  for (uint64_t ino : free_inos_) chunks.push_back(ino_block(ino));
+  for (uint64_t ino : inodes_.free_slots()) chunks.push_back(ino_block(ino));
   std::sort(chunks.begin(), chunks.end());
   chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
   for (uint64_t c : chunks) meta(c, 1, DAXFS_OWN_INODES, 0);
@@ -85,7 +85,7 @@ std::vector<Filesystem::MapRow> Filesystem::fsmap(uint64_t start, uint64_t end, 
 std::vector<Filesystem::AccessStep> Filesystem::access_path(uint64_t ino) {
   std::shared_lock lock(mu_);
   std::vector<AccessStep> out;
-  auto self = find(ino);
+  auto self = inodes_.find(ino);
   if (!self) return out;
   auto step = [](const Inode& in) {
     return AccessStep{in.d.mode, in.d.uid, in.d.gid, in.xattrs.count("system.posix_acl_access") > 0};
@@ -94,8 +94,8 @@ std::vector<Filesystem::AccessStep> Filesystem::access_path(uint64_t ino) {
   // One directory naming it (the first found; a hard link elsewhere is not considered), then up.
   const Inode* dir = nullptr;
   if ((*self)->is_dir()) {
-    auto p = find((*self)->d.parent);
-    if (p && ino != root_) dir = *p;
+    auto p = inodes_.find((*self)->d.parent);
+    if (p && ino != inodes_.root()) dir = *p;
   } else {
     for (auto& [dino, d] : inodes_) {
       if (!d->is_dir()) continue;
@@ -107,8 +107,8 @@ std::vector<Filesystem::AccessStep> Filesystem::access_path(uint64_t ino) {
   }
   for (size_t depth = 0; dir && depth <= inodes_.size(); depth++) {
     out.push_back(step(*dir));
-    if (dir->ino == root_) break;
-    auto p = find(dir->d.parent);
+    if (dir->ino == inodes_.root()) break;
+    auto p = inodes_.find(dir->d.parent);
     dir = p ? *p : nullptr;
   }
   return out;
@@ -116,18 +116,18 @@ std::vector<Filesystem::AccessStep> Filesystem::access_path(uint64_t ino) {
 
 std::unordered_map<uint64_t, std::string> Filesystem::paths() {
   std::shared_lock lock(mu_);
-  std::unordered_map<uint64_t, std::string> out{{root_, "/"}};
-  std::vector<uint64_t> stack{root_};
+  std::unordered_map<uint64_t, std::string> out{{inodes_.root(), "/"}};
+  std::vector<uint64_t> stack{inodes_.root()};
   while (!stack.empty()) {
     uint64_t d = stack.back();
     stack.pop_back();
-    const Inode& dir = *inodes_.at(d);
-    std::string prefix = d == root_ ? "/" : out[d] + "/";
+    const Inode& dir = inodes_.at(d);
+    std::string prefix = d == inodes_.root() ? "/" : out[d] + "/";
     for (const DirSlot& s : dir.slots) {
       if (!s.ino || out.count(s.ino)) continue;  // a hard link: the first name found
       out[s.ino] = prefix + s.name;
-      auto t = inodes_.find(s.ino);
-      if (t != inodes_.end() && t->second->is_dir()) stack.push_back(s.ino);
+      const Inode* t = inodes_.get(s.ino);
+      if (t && t->is_dir()) stack.push_back(s.ino);
     }
   }
   return out;

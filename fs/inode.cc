@@ -20,99 +20,10 @@ Timespec now_ts() {
   clock_gettime(CLOCK_REALTIME, &t);
   return {t.tv_sec, static_cast<uint32_t>(t.tv_nsec), 0};
 }
-timespec to_timespec(const Timespec& t) { return {t.sec, static_cast<long>(t.nsec)}; }
 Timespec from_timespec(const timespec& t) { return {t.tv_sec, static_cast<uint32_t>(t.tv_nsec), 0}; }
 // The most extents one release transaction drops (keeps it well inside the journal).
 constexpr size_t kReleaseBatch = 4096;
 }  // namespace
-
-Result<Inode*> Filesystem::find(uint64_t ino) const {
-  auto it = inodes_.find(ino);
-  if (it == inodes_.end() || it->second->d.mode == 0) return error(ENOENT);
-  return it->second.get();
-}
-
-Result<Inode*> Filesystem::find_dir(uint64_t ino) const {
-  Inode* in = TRY(find(ino));
-  if (!in->is_dir()) return error(ENOTDIR);
-  return in;
-}
-
-struct stat Filesystem::to_stat(const Inode& in) const {
-  struct stat st {};
-  st.st_ino = in.ino;
-  st.st_mode = in.d.mode;
-  st.st_nlink = in.d.nlink;
-  st.st_uid = in.d.uid;
-  st.st_gid = in.d.gid;
-  st.st_rdev = in.d.rdev;
-  st.st_blksize = kBlockSize;
-  if (in.is_dir()) {
-    st.st_size = static_cast<off_t>(in.record_blocks.size() * kBlockSize);
-    st.st_blocks = static_cast<blkcnt_t>(in.record_blocks.size() * (kBlockSize / 512));
-  } else {
-    st.st_size = static_cast<off_t>(in.d.size);
-    uint64_t blocks = in.data_blocks + (in.is_symlink() ? 1 : 0);
-    st.st_blocks = static_cast<blkcnt_t>(blocks * (kBlockSize / 512));
-  }
-  st.st_atim = to_timespec(in.d.atime);
-  st.st_mtim = to_timespec(in.d.mtime);
-  st.st_ctim = to_timespec(in.d.ctime);
-  return st;
-}
-
-void Filesystem::store_inode(Txn& txn, Inode& in) { txn.write_obj(ondisk::inode_offset(in.ino), in.d); }
-
-void Filesystem::touch(Inode& in, bool mtime, bool ctime) {
-  Timespec t = now_ts();
-  if (mtime) in.d.mtime = t;
-  if (ctime) in.d.ctime = t;
-}
-
-Result<Inode*> Filesystem::new_inode_locked(Txn& txn, uint32_t mode, const Cred& cred,
-                                            const Inode& parent, uint64_t rdev) {
-  if (free_inos_.empty()) {
-    // A new chunk, pushed at the head of the chain; its slots are zero (free) before it is linked.
-    // It is linked by a transaction of its own, so that the chunk is valid on media whatever
-    // becomes of the operation that needed it.
-    BlockRange r = TRY(space_.alloc_locked(1, sb_->first_chunk));
-    char block[kBlockSize] = {};
-    ChunkHeader ch{};
-    ch.magic = kChunkMagic;
-    ch.next = sb_->first_chunk;
-    memcpy(block, &ch, sizeof ch);
-    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, block, sizeof block);
-    uint64_t head = r.start;
-    Txn link;
-    link.write(offsetof(SuperBlock, first_chunk), &head, sizeof head);
-    TRY(space_.commit_locked(link));
-    for (uint32_t slot = kInodesPerChunk - 1; slot >= 1; slot--) free_inos_.push_back(make_ino(r.start, slot));
-  }
-  uint64_t ino = free_inos_.back();
-  free_inos_.pop_back();
-  auto in = std::make_unique<Inode>();
-  in->ino = ino;
-  in->d.mode = mode;
-  in->d.uid = cred.uid;
-  in->d.gid = cred.gid;
-  // BSD group semantics on a setgid directory, as Linux's inode_init_owner().
-  if (parent.d.mode & S_ISGID) {
-    in->d.gid = parent.d.gid;
-    if (S_ISDIR(mode)) in->d.mode |= S_ISGID;
-  }
-  in->d.nlink = S_ISDIR(mode) ? 2 : 1;
-  in->d.rdev = rdev;
-  in->d.generation = next_generation_++;
-  in->d.parent = S_ISDIR(mode) ? parent.ino : 0;
-  // DAX flag inheritance from the parent directory (XFS: XFS_DIFLAG2_DAX).
-  in->d.flags = parent.d.flags & kInodeDax;
-  Timespec t = now_ts();
-  in->d.atime = in->d.mtime = in->d.ctime = in->d.btime = t;
-  Inode* raw = in.get();
-  inodes_[ino] = std::move(in);
-  store_inode(txn, *raw);
-  return raw;
-}
 
 Status Filesystem::release_inode_locked(Inode& in) {
   // Data first, in bounded transactions; a crash in between leaves an orphan (nlink 0) that the
@@ -126,15 +37,8 @@ Status Filesystem::release_inode_locked(Inode& in) {
   DiskInode zero{};
   txn.write_obj(ondisk::inode_offset(in.ino), zero);
   TRY(space_.commit_locked(txn));
-  uint64_t ino = in.ino;
-  free_inos_.push_back(ino);
-  inodes_.erase(ino);
+  inodes_.drop_locked(in.ino);
   return {};
-}
-
-void Filesystem::drop_new_inode_locked(uint64_t ino) {
-  inodes_.erase(ino);
-  free_inos_.push_back(ino);
 }
 
 void Filesystem::maybe_release_locked(Inode& in) {
@@ -152,18 +56,18 @@ Result<struct stat> Filesystem::lookup(uint64_t parent, std::string_view name) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
   if (name == ".") {  // any inode: NFS export looks up "." of files too
-    Inode* self = TRY(find(parent));
+    Inode* self = TRY(inodes_.find(parent));
     self->nlookup++;
     return to_stat(*self);
   }
-  Inode* dir = TRY(find_dir(parent));
+  Inode* dir = TRY(inodes_.find_dir(parent));
   Inode* target = nullptr;
   if (name == "..") {
-    target = TRY(find(dir->d.parent));
+    target = TRY(inodes_.find(dir->d.parent));
   } else {
     auto it = dir->names.find(std::string(name));
     if (it == dir->names.end()) return error(ENOENT);
-    target = TRY(find(dir->slots[it->second].ino));
+    target = TRY(inodes_.find(dir->slots[it->second].ino));
   }
   target->nlookup++;
   return to_stat(*target);
@@ -171,9 +75,9 @@ Result<struct stat> Filesystem::lookup(uint64_t parent, std::string_view name) {
 
 void Filesystem::forget(uint64_t ino, uint64_t count) {
   std::unique_lock lock(mu_);
-  auto it = inodes_.find(ino);
-  if (it == inodes_.end()) return;
-  Inode& in = *it->second;
+  Inode* found = inodes_.get(ino);
+  if (!found) return;
+  Inode& in = *found;
   uint64_t cur = in.nlookup.load();
   in.nlookup = cur >= count ? cur - count : 0;
   maybe_release_locked(in);
@@ -181,7 +85,7 @@ void Filesystem::forget(uint64_t ino, uint64_t count) {
 
 uint64_t Filesystem::generation(uint64_t ino) {
   std::shared_lock lock(mu_);
-  auto in = find(ino);
+  auto in = inodes_.find(ino);
   return in ? (*in)->d.generation : 0;
 }
 
@@ -189,8 +93,8 @@ Result<struct stat> Filesystem::getattr(uint64_t ino) {
   std::shared_lock lock(mu_);
   // The root stays stat-able after a shutdown, so that the mount point can still be opened for
   // the counters ioctl (daxfsctl stat): its in-memory inode is not read from the media.
-  if (ino != root_) TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  if (ino != inodes_.root()) TRY(check_alive());
+  Inode* in = TRY(inodes_.find(ino));
   return to_stat(*in);
 }
 
@@ -199,7 +103,7 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
   if (a.valid & SetAttr::kSize) held.emplace(TRY(lock_inodes(ino, 0, LockMode::kLayout)));
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   Txn txn;
   DirtyGuard guard(space_, txn);
   bool changed = false;
@@ -219,7 +123,7 @@ Result<struct stat> Filesystem::setattr(uint64_t ino, const SetAttr& a) {
     if (in->xattrs.count("system.posix_acl_access")) {
       auto saved = in->xattrs;
       chmod_access_acl(*in);
-      if (Status st = store_xattrs_locked(txn, *in); !st) {
+      if (Status st = xattrs_.store_locked(txn, *in); !st) {
         in->xattrs = std::move(saved);
         in->d.mode = old_mode;
         return error(st.error());

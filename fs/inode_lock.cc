@@ -32,8 +32,8 @@ Result<Filesystem::InodeLock> Filesystem::lock_inodes(uint64_t a, uint64_t b, Lo
   {
     std::shared_lock lock(mu_);
     TRY(check_alive());
-    Inode* first = TRY(find(a));
-    Inode* second = b == 0 || b == a ? nullptr : TRY(find(b));
+    Inode* first = TRY(inodes_.find(a));
+    Inode* second = b == 0 || b == a ? nullptr : TRY(inodes_.find(b));
     if (second && second->ino < first->ino) std::swap(first, second);
     // Pins change under the shared mu_; releases happen under the exclusive one.
     for (Inode* in : {first, second}) {
@@ -70,7 +70,7 @@ std::optional<Filesystem::InodeLock> Filesystem::try_lock_inode_locked(Inode& in
 template <typename MuLock>
 Result<Filesystem::InodeLock> Filesystem::lock_inode_with(MuLock& lock, uint64_t ino, LockMode mode) {
   {
-    Inode* in = TRY(find(ino));
+    Inode* in = TRY(inodes_.find(ino));
     if (auto held = try_lock_inode_locked(*in, mode)) return std::move(*held);
   }
   lock.unlock();
@@ -107,10 +107,10 @@ void Filesystem::unpin(Inode& in) {
   // after the decrement unless this was the last pin of an inode marked for release.
   if (in.pin_state.fetch_sub(1) != (Inode::kReleasePending | 1)) return;
   std::unique_lock lock(mu_);
-  auto it = inodes_.find(ino);  // released meanwhile (a forget saw the count at 0), or reused?
-  if (it == inodes_.end() || it->second->pin_state.load() != Inode::kReleasePending) return;
-  it->second->pin_state = 0;
-  maybe_release_locked(*it->second);
+  Inode* again = inodes_.get(ino);  // released meanwhile (a forget saw the count at 0), or reused?
+  if (!again || again->pin_state.load() != Inode::kReleasePending) return;
+  again->pin_state = 0;
+  maybe_release_locked(*again);
 }
 
 void Filesystem::break_layout(uint64_t ino, uint64_t first, uint64_t end, dax::LayoutChange why) const {

@@ -61,7 +61,7 @@ dax::Iomap Filesystem::mapping_at_locked(const Inode& in, uint64_t first, uint64
 
 Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end) {
   // Shared blocks first (copied whole: a fault stores into any byte of them).
-  TRY(unshare_blocks_locked(txn, in, first, end, 0, 0));
+  TRY(cow_.unshare_blocks_locked(txn, in, first, end, 0, 0));
   for (uint64_t pos = first; pos < end;) {
     dax::Iomap m = mapping_at_locked(in, pos, end, dax::kIomapRead);
     uint64_t stop = pos + m.length / kBlockSize;
@@ -96,7 +96,7 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
     InodeLock held = TRY(lock_inodes(ino, 0, fault ? LockMode::kFault : LockMode::kRead));
     std::shared_lock lock(mu_);
     TRY(check_alive());
-    Inode* in = TRY(find(ino));
+    Inode* in = TRY(inodes_.find(ino));
     if (!in->is_reg()) return error(EINVAL);
     return dax::IomapPair{mapping_at_locked(*in, first, end, ops), {}};
   }
@@ -107,7 +107,7 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
     InodeLock held = TRY(lock_inodes(ino, 0, mode));
     std::unique_lock lock(mu_);
     TRY(check_writable());
-    Inode* in = TRY(find(ino));
+    Inode* in = TRY(inodes_.find(ino));
     if (!in->is_reg()) return error(EINVAL);
     dax::IomapPair out;
     dax::Iomap before = mapping_at_locked(*in, first, end, ops);
@@ -137,7 +137,7 @@ Result<dax::IomapPair> Filesystem::storable_iomap_locked(Inode& inode, uint64_t 
   } else {
     // Zero and unshare leave holes and unwritten blocks as they are (they read as zeros
     // already); shared blocks get private copies first.
-    TRY(unshare_blocks_locked(txn, *in, first, end, 0, 0));
+    TRY(cow_.unshare_blocks_locked(txn, *in, first, end, 0, 0));
   }
   store_inode(txn, *in);
   TRY(space_.commit_locked(txn));  // drains the zeroes and copies above before the commit record

@@ -45,10 +45,12 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
   // The replay may have rewritten the superblock: check it again before trusting its geometry.
   TRY(check_superblock(*fs->dev_, why));
   fs->counters_.recovered_entries = *replayed;
-  Loader loader({*fs->dev_, *fs->sb_, fs->alloc_, fs->owners_, fs->inodes_, fs->free_inos_, fs->root_,
-                 fs->next_generation_},
-                why);
+  InodeTable::Map inodes;
+  std::vector<uint64_t> free_inos;
+  uint64_t root = 0, next_generation = 1;
+  Loader loader({*fs->dev_, *fs->sb_, fs->alloc_, fs->owners_, inodes, free_inos, root, next_generation}, why);
   TRY(loader.load());
+  fs->inodes_.adopt(std::move(inodes), std::move(free_inos), root, next_generation);
   return finish_mount(std::move(fs), opts);
 }
 
@@ -130,7 +132,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::finish_mount(std::unique_ptr<Fil
         TRY(fs->emap_.unmap_locked(txn, *in, s, e, true));
         TRY(fs->commit_if_large_locked(txn, *in));
       }
-      fs->store_inode(txn, *in);
+      store_inode(txn, *in);
       TRY(fs->space_.commit_locked(txn));
       fs->counters_.post_eof_trimmed += stale.size();
     }
@@ -153,7 +155,7 @@ void Filesystem::unmount() {
       Txn txn;
       SuperBlock s = *sb_;
       s.clean = 1;
-      s.next_generation = next_generation_;
+      s.next_generation = inodes_.next_generation();
       txn.write(0, &s, offsetof(SuperBlock, uuid));
       (void)space_.commit_locked(txn);
     }
@@ -172,7 +174,7 @@ std::vector<uint64_t> Filesystem::referenced_inodes() {
   std::shared_lock lock(mu_);
   std::vector<uint64_t> out;
   for (auto& [ino, in] : inodes_)
-    if (in->nlookup.load() > 0 || ino == root_) out.push_back(ino);
+    if (in->nlookup.load() > 0 || ino == inodes_.root()) out.push_back(ino);
   return out;
 }
 
@@ -203,7 +205,7 @@ struct statvfs Filesystem::statfs() {
   // reserve pool): what statfs promises, an allocation can have.
   s.f_bfree = space_.available_blocks();
   s.f_bavail = s.f_bfree;
-  s.f_ffree = free_inos_.size() + alloc_.free_blocks() * (kInodesPerChunk - 1);
+  s.f_ffree = inodes_.free_slots().size() + alloc_.free_blocks() * (kInodesPerChunk - 1);
   s.f_favail = s.f_ffree;
   s.f_files = inodes_.size() + s.f_ffree;
   s.f_namemax = kNameMax;

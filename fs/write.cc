@@ -27,7 +27,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
   TRY(check_writable());
   held.emplace(TRY(lock_inode_with(lock, ino, LockMode::kLayout)));
   TRY(check_writable());
-  Inode* in = TRY(find(ino));  // pinned: still there
+  Inode* in = TRY(inodes_.find(ino));  // pinned: still there
   if (in->is_dir()) return error(EISDIR);
   if (!in->is_reg()) return error(EINVAL);
   if (size == 0) return size_t{0};
@@ -148,7 +148,7 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
   if (offset > in->d.size) TRY(zero_tail_locked(txn, *in, in->d.size));
   // Copy-on-write: shared blocks in the range get private copies first (the bytes this write
   // replaces are not copied); the loop below then writes them in place.
-  TRY(unshare_blocks_locked(txn, *in, first, end, offset, offset + size));
+  TRY(cow_.unshare_blocks_locked(txn, *in, first, end, offset, offset + size));
   if (in->free_records.empty() && emap_.unmapped_blocks(*in, first, end) > 0) {
     // Place a new record block before the data, not between this write's blocks and the next
     // write's, which would split a sequentially written file into extents.

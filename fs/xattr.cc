@@ -61,33 +61,10 @@ void chmod_acl(std::vector<AclEntry>& acl, uint32_t mode) {
 
 }  // namespace
 
-Status Filesystem::store_xattrs_locked(Txn& txn, Inode& in) {
-  std::string blob = ondisk::encode_xattrs(in.xattrs);
-  if (blob.size() > ondisk::kMaxXattrBlob) return error(ENOSPC);
-  uint64_t old_block = in.d.xattr_block, old_blocks = (in.d.xattr_length + kBlockSize - 1) / kBlockSize;
-  uint64_t new_block = 0;
-  if (!blob.empty()) {
-    uint64_t want = (blob.size() + kBlockSize - 1) / kBlockSize;
-    BlockRange r = TRY(space_.alloc_locked(want, 0));
-    if (r.length < want) {
-      alloc_.free(r.start, r.length);  // never referenced: back at once; the inode is unchanged
-      return error(ENOSPC);
-    }
-    new_block = r.start;
-    // The new blob is durable before the transaction that points the inode at it.
-    dev_->memcpy_persist(dev_->base() + r.start * kBlockSize, blob.data(), blob.size());
-  }
-  in.d.xattr_block = new_block;
-  in.d.xattr_length = static_cast<uint32_t>(blob.size());
-  if (old_block) txn.free_after_commit(old_block, old_blocks);
-  store_inode(txn, in);
-  return {};
-}
-
 Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   if (name.empty() || name.size() > kNameMax) return error(ERANGE);
   if (value.size() > ondisk::kMaxXattrValue) return error(E2BIG);
   if (!ondisk::xattr_namespace_ok(name)) return error(EOPNOTSUPP);
@@ -117,7 +94,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_vie
   touch(*in, false, true);
   Txn txn;
   DirtyGuard guard(space_, txn);
-  Status st = store_xattrs_locked(txn, *in);
+  Status st = xattrs_.store_locked(txn, *in);
   if (!st) {
     in->xattrs = std::move(saved);
     in->d.mode = saved_mode;
@@ -130,7 +107,7 @@ Status Filesystem::setxattr(uint64_t ino, std::string_view name, std::string_vie
 Result<std::string> Filesystem::getxattr(uint64_t ino, std::string_view name) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   auto it = in->xattrs.find(std::string(name));
   if (it == in->xattrs.end()) return error(ENODATA);
   return it->second;
@@ -139,7 +116,7 @@ Result<std::string> Filesystem::getxattr(uint64_t ino, std::string_view name) {
 Result<std::string> Filesystem::listxattr(uint64_t ino) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   std::string out;
   for (auto& [name, value] : in->xattrs) {
     out.append(name);
@@ -151,15 +128,15 @@ Result<std::string> Filesystem::listxattr(uint64_t ino) {
 Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   auto it = in->xattrs.find(std::string(name));
   if (it == in->xattrs.end()) return error(ENODATA);
   auto saved = in->xattrs;
   in->xattrs.erase(std::string(name));
   Txn txn;
   DirtyGuard guard(space_, txn);
-  if (Status st = store_xattrs_locked(txn, *in); !st) {
-    in->xattrs = std::move(saved);  // store_xattrs_locked changed nothing else
+  if (Status st = xattrs_.store_locked(txn, *in); !st) {
+    in->xattrs = std::move(saved);  // store_locked changed nothing else
     return st;
   }
   touch(*in, false, true);
@@ -167,7 +144,7 @@ Status Filesystem::removexattr(uint64_t ino, std::string_view name) {
   return space_.commit_locked(txn);
 }
 
-Status Filesystem::apply_create_acl_locked(const Inode& dir, Inode& in, uint32_t umask) {
+Status apply_create_acl(const Inode& dir, Inode& in, uint32_t umask) {
   if (in.is_symlink()) return {};
   auto def = dir.xattrs.find(kAclDefault);
   if (def == dir.xattrs.end()) {
@@ -200,7 +177,7 @@ Status Filesystem::apply_create_acl_locked(const Inode& dir, Inode& in, uint32_t
 Result<Filesystem::XAttrFlags> Filesystem::get_xflags(uint64_t ino) {
   std::shared_lock lock(mu_);
   TRY(check_alive());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   XAttrFlags f;
   f.xflags = (in->d.flags & kInodeDax) ? FS_XFLAG_DAX : 0;
   f.extsize = in->d.extsize;
@@ -211,7 +188,7 @@ Result<Filesystem::XAttrFlags> Filesystem::get_xflags(uint64_t ino) {
 Status Filesystem::set_xflags(uint64_t ino, const XAttrFlags& f) {
   std::unique_lock lock(mu_);
   TRY(check_writable());
-  Inode* in = TRY(find(ino));
+  Inode* in = TRY(inodes_.find(ino));
   if (f.xflags & ~static_cast<uint32_t>(FS_XFLAG_DAX)) return error(EOPNOTSUPP);
   if (f.extsize % kBlockSize != 0) return error(EINVAL);
   in->d.flags = (in->d.flags & ~kInodeDax) | ((f.xflags & FS_XFLAG_DAX) ? kInodeDax : 0);

@@ -105,7 +105,7 @@ const char* refcount_error(const DiskRefcount& r, const DataArea& area);
 // ---- Directory entries ------------------------------------------------------------------------
 
 // What is wrong with a name, in the order the checks run; the filesystem maps each to its errno
-// (check_name() in fs/dir.cc), the readers to a reason.
+// (Directory::check_name() in fs/directory.cc), the readers to a reason.
 enum class NameError { kNone, kEmpty, kTooLong, kDot, kBadByte };
 NameError name_error(std::string_view name);
 const char* describe(NameError e);

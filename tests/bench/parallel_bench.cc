@@ -23,13 +23,15 @@
 #include <thread>
 #include <vector>
 
-#include "fs/filesystem.h"
-#include "pmemdev/control.h"
-#include "pmemdev/device.h"
+#include "tests/bench/bench_device.h"
 
 namespace {
 
 namespace dfs = daxfs::fs;
+using daxfs::bench::check;
+using daxfs::bench::Failure;
+using daxfs::bench::median;
+using daxfs::bench::remove_device_files;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kBlock = 4096;
@@ -45,44 +47,12 @@ const char kUsage[] =
     "  --size MIB       MiB per thread and workload (default 64)\n"
     "  --reps N         repetitions; each figure is the median (default 5)\n";
 
-struct Failure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 struct Options {
   std::string dir = "/dev/shm";
   uint64_t size = 64 * kMiB;
   int reps = 5;
   bool quick = false;
 };
-
-char g_device_path[4096];
-char g_ctl_path[4096];
-
-void remove_device_files() {
-  if (g_device_path[0]) ::unlink(g_device_path);
-  if (g_ctl_path[0]) ::unlink(g_ctl_path);
-}
-
-extern "C" void on_signal(int sig) {
-  remove_device_files();
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
-
-template <typename T>
-T check(daxfs::Result<T> r, const std::string& what) {
-  if (!r) throw Failure(what + ": " + std::strerror(r.error()));
-  return std::move(r).value();
-}
-void check(const daxfs::Status& s, const std::string& what) {
-  if (!s) throw Failure(what + ": " + std::strerror(s.error()));
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
 
 Options parse_options(int argc, char** argv) {
   Options o;
@@ -140,19 +110,9 @@ double run_threads(int n, const std::function<void(int)>& body) {
 
 class Bench {
  public:
-  explicit Bench(const Options& o) : o_(o) {
-    path_ = o.dir + "/parallel_bench." + std::to_string(::getpid());
-    snprintf(g_device_path, sizeof g_device_path, "%s", path_.c_str());
-    snprintf(g_ctl_path, sizeof g_ctl_path, "%s", daxfs::pmemdev::ControlFile::path_for(path_).c_str());
-    daxfs::pmemdev::OpenOptions open;
-    open.create = daxfs::pmemdev::Create::kYes;
-    open.size = std::max<uint64_t>(kGiB, 6 * o.size);  // 2 laid-out files, 2 appended, metadata
-    auto device = check(daxfs::pmemdev::Device::open(path_, open), "create " + path_);
-    check(dfs::format(*device, {}), "format");
-    std::string why;
-    auto fs = dfs::Filesystem::mount(std::move(device), {}, why);
-    if (!fs) throw Failure("mount: " + why);
-    fs_ = std::move(fs).value();
+  // 2 laid-out files, 2 appended, metadata.
+  explicit Bench(const Options& o)
+      : o_(o), dev_(o.dir, "parallel_bench", std::max<uint64_t>(kGiB, 6 * o.size)), fs_(&dev_.fs()) {
     for (int i = 0; i < 2; i++) {
       buffers_[i].resize(kMiB);
       std::mt19937_64 rng(1 + i);
@@ -160,10 +120,6 @@ class Bench {
       files_[i] = create("f" + std::to_string(i));
       for (uint64_t off = 0; off < o.size; off += kMiB) write(i, files_[i], off, kMiB);  // laid out in full
     }
-  }
-  ~Bench() {
-    fs_.reset();
-    remove_device_files();
   }
   Bench(const Bench&) = delete;
   Bench& operator=(const Bench&) = delete;
@@ -213,8 +169,8 @@ class Bench {
 
  private:
   Options o_;
-  std::string path_;
-  std::unique_ptr<dfs::Filesystem> fs_;
+  daxfs::bench::BenchDevice dev_;
+  dfs::Filesystem* fs_;
   std::vector<char> buffers_[2];
   uint64_t files_[2] = {0, 0};
   uint64_t appended_[2] = {0, 0};
@@ -225,7 +181,6 @@ class Bench {
 int main(int argc, char** argv) {
   try {
     Options o = parse_options(argc, argv);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, on_signal);
     Bench b(o);
     struct Workload {
       const char* name;

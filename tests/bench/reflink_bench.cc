@@ -19,13 +19,16 @@
 #include <string>
 #include <vector>
 
-#include "fs/filesystem.h"
-#include "pmemdev/control.h"
-#include "pmemdev/device.h"
+#include "tests/bench/bench_device.h"
 
 namespace {
 
 namespace dfs = daxfs::fs;
+using daxfs::bench::check;
+using daxfs::bench::Failure;
+using daxfs::bench::median;
+using daxfs::bench::remove_device_files;
+using daxfs::bench::seconds_since;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kBlock = 4096;
@@ -40,10 +43,6 @@ const char kUsage[] =
     "  --dir DIR   where the device file goes (default /dev/shm; should be a tmpfs)\n"
     "  --reps N    repetitions of each clone and copy, the median reported (default 5)\n";
 
-struct Failure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 struct Options {
   bool quick = false;
   std::string dir = "/dev/shm";
@@ -53,36 +52,6 @@ struct Options {
   uint64_t cow_file = 256 * kMiB, cow_writes = 20000;
 };
 
-// The device paths, for the signal handler: removing files is async-signal-safe.
-char g_device_path[4096];
-char g_ctl_path[4096];
-
-void remove_device_files() {
-  if (g_device_path[0]) ::unlink(g_device_path);
-  if (g_ctl_path[0]) ::unlink(g_ctl_path);
-}
-
-extern "C" void on_signal(int sig) {
-  remove_device_files();
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
-
-template <typename T>
-T check(daxfs::Result<T> r, const std::string& what) {
-  if (!r) throw Failure(what + ": " + std::strerror(r.error()));
-  return std::move(r).value();
-}
-void check(const daxfs::Status& s, const std::string& what) {
-  if (!s) throw Failure(what + ": " + std::strerror(s.error()));
-}
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
@@ -113,26 +82,10 @@ std::string human_size(uint64_t bytes) {
 // control file.
 class Bench {
  public:
-  explicit Bench(const Options& o) : opts_(o) {
-    path_ = o.dir + "/reflink_bench." + std::to_string(::getpid());
-    snprintf(g_device_path, sizeof g_device_path, "%s", path_.c_str());
-    snprintf(g_ctl_path, sizeof g_ctl_path, "%s", daxfs::pmemdev::ControlFile::path_for(path_).c_str());
-    daxfs::pmemdev::OpenOptions open;
-    open.create = daxfs::pmemdev::Create::kYes;
-    open.size = o.device_size;
-    auto device = check(daxfs::pmemdev::Device::open(path_, open), "create " + path_);
-    check(dfs::format(*device, {}), "format");
-    std::string why;
-    auto fs = dfs::Filesystem::mount(std::move(device), {}, why);
-    if (!fs) throw Failure("mount: " + why);
-    fs_ = std::move(fs).value();
+  explicit Bench(const Options& o) : opts_(o), dev_(o.dir, "reflink_bench", o.device_size), fs_(&dev_.fs()) {
     buffer_.resize(kMiB);
     std::mt19937_64 rng(1);
     for (auto& c : buffer_) c = static_cast<char>(rng());  // incompressible, not that it matters here
-  }
-  ~Bench() {
-    fs_.reset();
-    remove_device_files();
   }
   Bench(const Bench&) = delete;
   Bench& operator=(const Bench&) = delete;
@@ -179,8 +132,8 @@ class Bench {
 
  private:
   const Options& opts_;
-  std::string path_;
-  std::unique_ptr<dfs::Filesystem> fs_;
+  daxfs::bench::BenchDevice dev_;
+  dfs::Filesystem* fs_;
   std::vector<char> buffer_;
 };
 
@@ -329,7 +282,6 @@ Options parse_options(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     Options o = parse_options(argc, argv);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, on_signal);
     Bench b(o);
     printf("reflink_bench: daxfs on a %s device in %s (cache-line flushes)%s\n",
            human_size(o.device_size).c_str(), o.dir.c_str(), o.quick ? ", --quick" : "");

@@ -12,6 +12,7 @@
 // smaller than 64 KiB take the one-step path under mu_ (write_locked), after any layout break.
 #include <cstring>
 
+#include "common/scope_guard.h"
 #include "fs/filesystem.h"
 
 namespace daxfs::fs {
@@ -24,7 +25,6 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
                                  KillPriv kill_priv) {
   std::optional<InodeLock> held;  // released after mu_ (the last unpin may need mu_)
   std::unique_lock lock(mu_);
-  TRY(check_writable());
   held.emplace(TRY(lock_inode_with(lock, ino, LockMode::kLayout)));
   TRY(check_writable());
   Inode* in = TRY(inodes_.find(ino));  // pinned: still there
@@ -61,8 +61,8 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
   ExtentMap::Holes holes = emap_.holes_in(in, first, end);
   TRY(space_.reserve_locked(emap_.blocks_to_map(in, first, end) + 2));
   // Every record the mapping step may need is taken now (it must not fail for space later): one
-  // per new run, up to two per converted run (a split each side), placed before the data so that
-  // a sequentially written file is not split by its record blocks.
+  // per new run, up to three per converted run (the piece and a split on each side), placed
+  // before the data so that a sequentially written file is not split by its record blocks.
   uint64_t unwritten_runs = 0;
   auto it = in.extents.upper_bound(first);
   if (it != in.extents.begin()) --it;
@@ -79,6 +79,11 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
   };
   TRY(ensure_records(holes.runs + unwritten_runs * 3));
 
+  // Blocks allocated below are in memory only: a failure before they are mapped gives them back.
+  ScopeGuard give_back([&] {
+    for (const WriteRun& r : runs)
+      if (r.kind == WriteRun::kNew) alloc_.free(r.physical, r.end - r.first);
+  });
   for (uint64_t pos = first; pos < end;) {
     uint64_t estart = 0;
     const Extent* e = emap_.extent_at(in, pos, &estart);
@@ -108,6 +113,7 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
   for (const WriteRun& r : runs) new_runs += r.kind == WriteRun::kNew;
   TRY(ensure_records(new_runs + unwritten_runs * 3));  // more only when the holes were fragmented
   if (!txn.empty()) TRY(space_.commit_locked(txn));  // new record blocks, linked and empty
+  give_back.disarm();
   return {};
 }
 

@@ -22,6 +22,10 @@
 
 namespace daxfs::bench {
 
+constexpr uint64_t kBlock = 4096;
+constexpr uint64_t kMiB = 1ULL << 20;
+constexpr uint64_t kGiB = 1ULL << 30;
+
 struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };

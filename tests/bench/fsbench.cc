@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "tests/bench/run_threads.h"
+
 namespace {
 
 constexpr uint64_t kKiB = 1024;
@@ -354,33 +356,6 @@ void run_metadata(const Options& o, const std::string& work, Results& out) {
   if (::rmdir(dir.c_str()) != 0) fail_errno("rmdir", dir);
 }
 
-// Runs body(0), ..., body(n - 1) on n threads released together; returns the seconds from the
-// release until the last one finished. The first failure is rethrown here.
-template <typename Body>
-double run_threads(int n, Body&& body) {
-  std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
-  std::atomic<int> ready{0};
-  std::atomic<bool> go{false};
-  for (int i = 0; i < n; ++i)
-    threads.emplace_back([&, i] {
-      ready++;
-      while (!go.load()) std::this_thread::yield();
-      try {
-        body(i);
-      } catch (...) {
-        errors[size_t(i)] = std::current_exception();
-      }
-    });
-  while (ready.load() < n) std::this_thread::yield();
-  auto start = Clock::now();
-  go = true;
-  for (auto& t : threads) t.join();
-  double seconds = seconds_since(start);
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-  return seconds;
-}
 
 // Parallel I/O: each workload timed with 1 thread on 1 file, then with 2 threads on 2 files, every
 // thread moving the same par_size bytes in 1 MiB requests. Rows: the 1-thread MiB/s, the 2-thread
@@ -443,7 +418,7 @@ void run_parallel(const Options& o, const std::string& work, Results& out) {
     for (int threads = 1; threads <= 2; ++threads) {
       drop_caches();
       remove_appended();
-      double seconds = run_threads(threads, w.body);
+      double seconds = daxfs::bench::run_threads(threads, w.body);
       mibs[threads - 1] = mib_per_s(uint64_t(threads) * o.par_size, seconds);
     }
     std::string base = std::string("par_") + w.name;

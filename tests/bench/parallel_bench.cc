@@ -24,19 +24,12 @@
 #include <vector>
 
 #include "tests/bench/bench_device.h"
+#include "tests/bench/run_threads.h"
 
 namespace {
 
 namespace dfs = daxfs::fs;
-using daxfs::bench::check;
-using daxfs::bench::Failure;
-using daxfs::bench::median;
-using daxfs::bench::remove_device_files;
-using Clock = std::chrono::steady_clock;
-
-constexpr uint64_t kBlock = 4096;
-constexpr uint64_t kMiB = 1ULL << 20;
-constexpr uint64_t kGiB = 1ULL << 30;
+using namespace daxfs::bench;  // check, Failure, median, kMiB, ...
 
 const char kUsage[] =
     "usage: parallel_bench [--quick] [--dir DIR] [--size SIZE_MIB] [--reps N]\n"
@@ -82,31 +75,6 @@ Options parse_options(int argc, char** argv) {
   return o;
 }
 
-// Runs body(0..n-1) on n threads released together; the seconds until the last one finished.
-double run_threads(int n, const std::function<void(int)>& body) {
-  std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
-  std::atomic<int> ready{0};
-  std::atomic<bool> go{false};
-  for (int i = 0; i < n; i++)
-    threads.emplace_back([&, i] {
-      ready++;
-      while (!go.load()) std::this_thread::yield();
-      try {
-        body(i);
-      } catch (...) {
-        errors[static_cast<size_t>(i)] = std::current_exception();
-      }
-    });
-  while (ready.load() < n) std::this_thread::yield();
-  auto start = Clock::now();
-  go = true;
-  for (auto& t : threads) t.join();
-  double s = std::chrono::duration<double>(Clock::now() - start).count();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-  return s;
-}
 
 class Bench {
  public:

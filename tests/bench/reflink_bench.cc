@@ -24,16 +24,8 @@
 namespace {
 
 namespace dfs = daxfs::fs;
-using daxfs::bench::check;
-using daxfs::bench::Failure;
-using daxfs::bench::median;
-using daxfs::bench::remove_device_files;
-using daxfs::bench::seconds_since;
+using namespace daxfs::bench;  // check, Failure, median, kMiB, ...
 using Clock = std::chrono::steady_clock;
-
-constexpr uint64_t kBlock = 4096;
-constexpr uint64_t kMiB = 1ULL << 20;
-constexpr uint64_t kGiB = 1ULL << 30;
 
 const char kUsage[] =
     "usage: reflink_bench [--quick] [--dir DIR] [--reps N]\n"

@@ -20,6 +20,7 @@ enum class LayoutChange : uint8_t {
   kRemapInto,  // clone/dedupe/copy_file_range replace the range's blocks with another file's
   kShare,      // the range's blocks become shared (clone/dedupe source): stores must CoW from now
   kCow,        // shared blocks of the range get private copies (a write, unshare)
+  kFill,       // holes or unwritten blocks of the range become data: zero-page mappers refault
 };
 
 inline constexpr uint64_t kToEnd = UINT64_MAX;  // length: to the largest file offset
@@ -36,6 +37,28 @@ class LayoutSink {
   virtual void remapped(uint64_t ino) = 0;
   // The filesystem shut down: every mapping is revoked and every cache dropped.
   virtual void shut_down() = 0;
+};
+
+// Two sinks told the same things in turn (the daemon's kernel caches, then the DAX layer).
+class LayoutTee : public LayoutSink {
+ public:
+  LayoutTee(LayoutSink& first, LayoutSink& second) : first_(first), second_(second) {}
+  void break_layout(uint64_t ino, uint64_t offset, uint64_t length, LayoutChange why) override {
+    first_.break_layout(ino, offset, length, why);
+    second_.break_layout(ino, offset, length, why);
+  }
+  void remapped(uint64_t ino) override {
+    first_.remapped(ino);
+    second_.remapped(ino);
+  }
+  void shut_down() override {
+    first_.shut_down();
+    second_.shut_down();
+  }
+
+ private:
+  LayoutSink& first_;
+  LayoutSink& second_;
 };
 
 }  // namespace daxfs::dax

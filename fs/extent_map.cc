@@ -104,6 +104,18 @@ uint64_t ExtentMap::unmapped_blocks(const Inode& in, uint64_t first, uint64_t en
   return holes_in(in, first, end).blocks;
 }
 
+bool ExtentMap::fully_written(const Inode& in, uint64_t first, uint64_t end) {
+  uint64_t pos = first;
+  auto it = in.extents.upper_bound(first);
+  if (it != in.extents.begin()) --it;
+  for (; it != in.extents.end() && it->first < end && pos < end; ++it) {
+    if (it->first + it->second.length <= pos) continue;
+    if (it->first > pos || it->second.unwritten()) return false;
+    pos = it->first + it->second.length;
+  }
+  return pos >= end;
+}
+
 Status ExtentMap::unmap_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, bool free_blocks) {
   if (first >= end) return {};
   auto it = in.extents.upper_bound(first);

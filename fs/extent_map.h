@@ -46,6 +46,8 @@ class ExtentMap {
   };
   static Holes holes_in(const Inode& in, uint64_t first, uint64_t end);
   static uint64_t unmapped_blocks(const Inode& in, uint64_t first, uint64_t end);
+  // Whether every block of [first, end) is mapped and written (no hole, nothing unwritten).
+  static bool fully_written(const Inode& in, uint64_t first, uint64_t end);
   // The most blocks mapping [first, end) can take (data and extent-record blocks): the reserve
   // an operation checks before it changes anything.
   uint64_t blocks_to_map(const Inode& in, uint64_t first, uint64_t end) const;

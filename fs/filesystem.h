@@ -30,6 +30,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "daxcore/files.h"
 #include "daxcore/iomap.h"
 #include "daxcore/layout.h"
 #include "fs/alloc.h"
@@ -86,7 +87,7 @@ struct DirEntry {
   uint64_t next_offset;
 };
 
-class Filesystem : public pmemdev::Holder, public dax::IomapOps {
+class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
  public:
   // Recovers the journal, loads the metadata, frees orphans and claims the device (EBUSY when
   // another process holds it). On failure `why` says what is wrong in one line.
@@ -129,6 +130,12 @@ class Filesystem : public pmemdev::Holder, public dax::IomapOps {
   // request. The DAX layer's only way into the extent map.
   Result<dax::IomapPair> iomap_begin(uint64_t ino, uint64_t offset, uint64_t length, uint32_t ops) override;
   Status iomap_end(uint64_t ino, const dax::Iomap& map, uint64_t done, uint32_t ops) override;
+  // The rest of the DAX layer's questions (daxcore/files.h; fs/iomap.cc). hold_inode pins the
+  // inode as an operation does: an unlinked, forgotten file is released at the last release.
+  Result<uint64_t> dax_file_size(uint64_t ino) override;
+  bool dax_file(uint64_t ino) override { return is_dax(ino); }
+  Status hold_inode(uint64_t ino) override;
+  void release_inode(uint64_t ino) override;
 
   // Data.
   Result<size_t> read(uint64_t ino, uint64_t offset, size_t size, char* out);

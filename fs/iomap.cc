@@ -114,13 +114,19 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
     // Fast path: already written and private (the common store fault).
     if (before.type == dax::IomapType::kMapped && !(before.flags & dax::kIomapShared)) return dax::IomapPair{before, {}};
     uint64_t stop = first + before.length / kBlockSize;  // one kind of backing at a time
+    // A store fault that allocates, converts or copies holds the mapping lock exclusive
+    // (dax_iomap_fault's entry lock): no other fault may map the zero page or the old blocks of
+    // the range between the layout break and the new mapping.
+    if (mode == LockMode::kFault) {
+      mode = LockMode::kFaultCow;  // drop everything, take the mapping lock exclusive, look again
+      continue;
+    }
     if (before.flags & dax::kIomapShared) {
-      if (mode == LockMode::kFault) {
-        mode = LockMode::kFaultCow;  // drop everything, take the mapping lock exclusive, look again
-        continue;
-      }
       out.srcmap = before;
       TRY(break_layout(lock, ino, first, stop, dax::LayoutChange::kCow));  // other mappers of the old blocks
+    } else if (ops & dax::kIomapWrite) {
+      // Holes and unwritten blocks become data: mappers of the zero page there must refault.
+      TRY(break_layout(lock, ino, first, stop, dax::LayoutChange::kFill));
     }
     return storable_iomap_locked(*in, first, stop, ops, before, out);
   }
@@ -151,6 +157,31 @@ Status Filesystem::iomap_end(uint64_t ino, const dax::Iomap& map, uint64_t done,
   // completion step: the blocks were written and zeroed by begin), so there is nothing to undo.
   (void)ino, (void)map, (void)done, (void)ops;
   return {};
+}
+
+Result<uint64_t> Filesystem::dax_file_size(uint64_t ino) {
+  std::shared_lock lock(mu_);
+  TRY(check_alive());
+  Inode* in = TRY(inodes_.find(ino));
+  if (!in->is_reg()) return error(EINVAL);
+  return in->d.size;
+}
+
+Status Filesystem::hold_inode(uint64_t ino) {
+  std::shared_lock lock(mu_);  // pins are taken under the shared mu_ (fs/inode_lock.cc)
+  TRY(check_alive());
+  Inode* in = TRY(inodes_.find(ino));
+  in->pin_state++;
+  return {};
+}
+
+void Filesystem::release_inode(uint64_t ino) {
+  Inode* in;
+  {
+    std::shared_lock lock(mu_);
+    in = inodes_.get(ino);  // pinned by hold_inode: still there
+  }
+  if (in) unpin(*in);
 }
 
 }  // namespace daxfs::fs

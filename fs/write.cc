@@ -44,6 +44,11 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
     TRY(check_writable());
     return write_locked(*in, offset, data, size, kill_priv);
   }
+  // Holes and unwritten blocks that become data: DAX mappers of the zero page there refault
+  // (dax_insert_entry unmaps a zero-page entry when blocks replace it).
+  if (!emap_.fully_written(*in, first, end)) {
+    TRY(break_layout(lock, ino, first, end, dax::LayoutChange::kFill));
+  }
   // Small writes and writes past EOF in one step: for a few blocks two trips through mu_ cost
   // more than the copy they would let others overlap.
   if (offset > in->d.size || size < kSplitWriteBytes) return write_locked(*in, offset, data, size, kill_priv);

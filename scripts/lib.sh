@@ -6,7 +6,7 @@ BUILD="$ROOT/build"
 
 # Debian packages the build and the tests need.
 DAXFS_PACKAGES=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libpmem2-dev libboost-dev
-  catch2 nlohmann-json3-dev libcli11-dev python3 util-linux xfsprogs acl)
+  catch2 nlohmann-json3-dev libcli11-dev python3 util-linux xfsprogs acl libpmemobj-dev)
 
 daxfs_log() { printf '==> %s\n' "$*" >&2; }
 

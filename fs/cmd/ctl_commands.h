@@ -9,5 +9,6 @@ namespace daxfs::cli {
 void register_poison_commands(CLI::App& app, int& status);
 void register_fs_commands(CLI::App& app, int& status);
 void register_reflink_commands(CLI::App& app, int& status);
+void register_dax_commands(CLI::App& app, int& status);  // run, mappers (ctl_dax.cc)
 
 }  // namespace daxfs::cli

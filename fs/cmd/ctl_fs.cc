@@ -21,6 +21,8 @@
 
 namespace daxfs::cli {
 
+nlohmann::json dax_counters_json(const std::string& mountpoint);  // ctl_dax.cc
+
 namespace {
 struct FsArgs {
   std::string target;
@@ -93,6 +95,7 @@ void register_fs_commands(CLI::App& app, int& status) {
                        {"orphans_freed", c.orphans_freed}, {"post_eof_trimmed", c.post_eof_trimmed},
                        {"clones", c.clones}, {"dedupes", c.dedupes}, {"cow_blocks", c.cow_blocks},
                        {"refcount_overflow_copies", c.refcount_overflow_copies}};
+      if (auto d = dax_counters_json(st->target); !d.is_null()) j["dax_counters"] = d;
       j["inodes"] = c.inodes;
       j["size"] = c.total_blocks * 4096;
       j["free"] = c.free_blocks * 4096;

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   daxfs::cli::register_poison_commands(app, status);
   daxfs::cli::register_fs_commands(app, status);
   daxfs::cli::register_reflink_commands(app, status);
+  daxfs::cli::register_dax_commands(app, status);
   refuse_empty_values(app);
   try {
     app.parse(argc, argv);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "daxcore/protocol.h"
 #include "fs/daxfs_ioctl.h"
 #include "fs/fuse/request.h"
 
@@ -282,6 +283,33 @@ void ioctl_fileinfo(fuse_req_t req, const IoctlCall& call) {
   fuse_reply_ioctl(req, 0, &out, sizeof out);
 }
 
+// The DAX layer's session: bound to the calling process (the request's pid), its channel made
+// for the caller's uid. Anyone who may open a file of the mount may map it through DAX; the
+// device's own permissions decide whether the client can map the blocks (docs/interface.md).
+void ioctl_dax_connect(fuse_req_t req, const IoctlCall& call) {
+  Daemon& d = daemon_of(req);
+  if (!d.dax) return void(fuse_reply_err(req, ENOTTY));
+  if (call.out_size < sizeof(daxfs_dax_connect)) return void(fuse_reply_err(req, EINVAL));
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto out = d.dax->connect(ctx->pid, ctx->uid, ctx->gid);
+  if (!out) return void(fuse_reply_err(req, out.error()));
+  fuse_reply_ioctl(req, 0, &*out, sizeof *out);
+}
+
+// The access a DAX mapping of this file may have: what the handle's open mode allows.
+void ioctl_dax_grant(fuse_req_t req, const IoctlCall& call) {
+  Daemon& d = daemon_of(req);
+  if (!d.dax) return void(fuse_reply_err(req, ENOTTY));
+  if (call.out_size < sizeof(daxfs_dax_grant)) return void(fuse_reply_err(req, EINVAL));
+  auto st = fs_of(req).getattr(call.ino);
+  if (!st) return void(fuse_reply_err(req, st.error()));
+  if (!S_ISREG(st->st_mode)) return void(fuse_reply_err(req, ENODEV));  // mmap(2) of a directory
+  if (!handle_readable(call.fi)) return void(fuse_reply_err(req, EACCES));  // mmap needs a readable fd
+  auto out = d.dax->grant(fuse_req_ctx(req)->pid, call.ino, handle_writable(call.fi) && !handle_appends(call.fi));
+  if (!out) return void(fuse_reply_err(req, out.error()));
+  fuse_reply_ioctl(req, 0, &*out, sizeof *out);
+}
+
 }  // namespace
 
 void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd, void* arg, fuse_file_info* fi, unsigned flags,
@@ -303,6 +331,8 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd, void* arg, fuse_file_i
       case DAXFS_IOC_FIEMAP: return ioctl_fiemap(req, call);
       case DAXFS_IOC_FSMAP: return ioctl_fsmap(req, call);
       case DAXFS_IOC_FILEINFO: return ioctl_fileinfo(req, call);
+      case DAXFS_IOC_DAX_CONNECT: return ioctl_dax_connect(req, call);
+      case DAXFS_IOC_DAX_GRANT: return ioctl_dax_grant(req, call);
       default: return void(fuse_reply_err(req, ENOTTY));
     }
   });

@@ -3,6 +3,7 @@
 // Order: open and mount the filesystem (errors reach the terminal), mount FUSE, fork into the
 // background, then start the failure notifier and serve requests until unmounted.
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
@@ -30,6 +31,8 @@ const char* kUsage =
     "  -o OPTIONS    comma-separated mount options:\n"
     "     dax=always|inode|never   DAX files bypass the page cache (default always)\n"
     "     mce_kill=early|late      memory-failure kill policy (default late)\n"
+    "     lease=SECONDS            how long a DAX mapper has to let go of pages before it is\n"
+    "                              killed (default 5; fractions allowed, 0.01 to 3600)\n"
     "     ro, allow_other, and the usual FUSE and mount options\n"
     "  -h, --help    this text\n";
 
@@ -39,6 +42,7 @@ struct Args {
   daxfs::fs::MountOptions mount;
   std::vector<std::string> fuse_opts;  // passed through to libfuse
   unsigned long remount_flags = 0;
+  uint32_t lease_ms = 5000;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -64,6 +68,13 @@ void parse_options(const std::string& list, Args& a) {
     } else if (opt.rfind("mce_kill=", 0) == 0) {
       std::string v = opt.substr(9);
       if (v != "early" && v != "late") die("invalid option mce_kill=" + v + " (early or late)");
+    } else if (opt.rfind("lease=", 0) == 0) {
+      std::string v = opt.substr(6);
+      char* end = nullptr;
+      double seconds = strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(seconds >= 0.01 && seconds <= 3600))
+        die("invalid option lease=" + v + " (seconds, 0.01 to 3600)");
+      a.lease_ms = static_cast<uint32_t>(seconds * 1000 + 0.5);
     } else if (opt == "remount") {
       a.remount = true;
     } else if (opt == "ro") {
@@ -161,8 +172,25 @@ int main(int argc, char** argv) {
   for (auto& w : words) cargv.push_back(w.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(cargv.size()), cargv.data());
 
+  // The DAX layer: its registry first (a crashed daemon's mappers are killed before this mount
+  // hands out any block they could still touch).
+  struct stat dev_st;
+  if (stat(device.c_str(), &dev_st) != 0) die(device + ": " + strerror(errno));
+  daxfs::dax::DaxOptions dax_opts;
+  dax_opts.device = device;
+  dax_opts.mountpoint = mountpoint;
+  dax_opts.registry = daxfs::dax::Registry::name_for(dev_st.st_dev, dev_st.st_ino);
+  dax_opts.device_size = static_cast<uint64_t>(dev_st.st_size);
+  dax_opts.lease_ms = a.lease_ms;
+  std::vector<pid_t> killed;
+  auto dax = daxfs::dax::DaxService::create(**fs, dax_opts, &killed);
+  if (!dax) die("cannot create the DAX registry /dev/shm/" + dax_opts.registry + ": " + strerror(dax.error()));
+  for (pid_t pid : killed)
+    fprintf(stderr, "daxfs: %s: killed pid %d, a DAX mapper of the previous mount\n", device.c_str(), pid);
+
   daxfs::fuse::Daemon daemon;
   daemon.fs = fs->get();
+  daemon.dax = dax->get();
   fuse_lowlevel_ops ops{};
   daxfs::fuse::assign_operations(ops);
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &daemon);
@@ -175,7 +203,8 @@ int main(int argc, char** argv) {
   daemon.se = se;
   daxfs::fuse::KernelCaches caches(**fs);
   caches.attach(se);
-  (*fs)->set_layout_sink(&caches);
+  daxfs::dax::LayoutTee sinks(caches, **dax);
+  (*fs)->set_layout_sink(&sinks);
   if (fuse_daemonize(a.foreground ? 1 : 0) != 0) die("cannot go into the background");
   (*fs)->start();
   caches.start();  // after the fork: threads do not survive it
@@ -192,6 +221,8 @@ int main(int argc, char** argv) {
   } else {
     rc = fuse_session_loop(se);
   }
+  // Every DAX mapping is revoked (or its process killed) before the filesystem goes.
+  (*dax)->stop();
   // Unmount first: it releases the device, so no failure notice can shut the filesystem down
   // (and start an invalidator) once the session is going away.
   (*fs)->unmount();

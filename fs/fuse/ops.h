@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "daxcore/service.h"
 #include "fs/filesystem.h"
 
 namespace daxfs::fuse {
@@ -35,6 +36,7 @@ namespace daxfs::fuse {
 struct Daemon {
   fs::Filesystem* fs = nullptr;
   fuse_session* se = nullptr;
+  dax::DaxService* dax = nullptr;  // the DAX layer's sessions and fault service
   double timeout = 1.0;  // entry and attribute cache timeout, seconds
   unsigned max_write = 1 << 20;
 };

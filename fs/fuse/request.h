@@ -45,6 +45,9 @@ inline bool handle_writable(const fuse_file_info* fi) {
   unsigned mode = fi->fh & O_ACCMODE;
   return mode == O_WRONLY || mode == O_RDWR;
 }
+inline bool handle_readable(const fuse_file_info* fi) {
+  return fi && (fi->fh & kHandleOpen) && (fi->fh & O_ACCMODE) != O_WRONLY;
+}
 inline bool handle_appends(const fuse_file_info* fi) {
   return fi && (fi->fh & kHandleOpen) && (fi->fh & O_APPEND);
 }

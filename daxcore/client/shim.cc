@@ -1,0 +1,130 @@
+// The LD_PRELOAD shim (`daxfsctl run -- CMD`): interposes the memory-mapping calls of libc so
+// that shared mappings of DAX files of a daxfs mount go through the client library; every other
+// mapping, and every other call, reaches libc untouched. sigaction/signal for SIGSEGV are
+// recorded rather than installed, so the DAX fault handler stays first in line and chains to
+// the program's. Inherited by children: the environment keeps LD_PRELOAD across exec, and the
+// library's fork handler reconnects a forked child.
+// Both mmap and mmap64 are defined here: without the header's redirect of one to the other.
+#undef _FILE_OFFSET_BITS
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "daxcore/client/client_internal.h"
+#include "daxcore/client/daxfs_client.h"
+
+using namespace daxfs::client;
+
+namespace {
+__attribute__((constructor)) void shim_init() { init(); }
+}  // namespace
+
+// I/O system calls given an address in a DAX mapping whose pages were revoked (and not touched
+// since): the kernel answers EFAULT, where a kernel DAX mapping would have faulted them in. Map
+// them and try once more.
+namespace {
+template <typename Fn, typename... Args>
+ssize_t io_retry(const char* name, void* buf, size_t length, bool store, Args... args) {
+  static Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+  ssize_t r = real(args...);
+  if (r < 0 && errno == EFAULT && length > 0 && overlaps_region(reinterpret_cast<uintptr_t>(buf), length)) {
+    populate(reinterpret_cast<uintptr_t>(buf), length, store);
+    r = real(args...);
+  }
+  return r;
+}
+}  // namespace
+
+
+extern "C" {
+
+__attribute__((visibility("default"))) void* mmap(void* addr, size_t length, int prot, int flags, int fd,
+                                                  off_t offset) {
+  init();
+  return map(addr, length, prot, flags, fd, offset);
+}
+
+__attribute__((visibility("default"))) void* mmap64(void* addr, size_t length, int prot, int flags, int fd,
+                                                    off_t offset) {
+  init();
+  return map(addr, length, prot, flags, fd, offset);
+}
+
+__attribute__((visibility("default"))) int munmap(void* addr, size_t length) {
+  init();
+  return unmap(addr, length);
+}
+
+__attribute__((visibility("default"))) void* mremap(void* old_address, size_t old_size, size_t new_size,
+                                                    int flags, ...) {
+  void* new_address = nullptr;
+  if (flags & MREMAP_FIXED) {
+    va_list ap;
+    va_start(ap, flags);
+    new_address = va_arg(ap, void*);
+    va_end(ap);
+  }
+  init();
+  return remap(old_address, old_size, new_size, flags, new_address);
+}
+
+__attribute__((visibility("default"))) int mprotect(void* addr, size_t length, int prot) {
+  init();
+  return protect(addr, length, prot);
+}
+
+__attribute__((visibility("default"))) int madvise(void* addr, size_t length, int advice) {
+  init();
+  return advise(addr, length, advice);
+}
+
+__attribute__((visibility("default"))) int msync(void* addr, size_t length, int flags) {
+  init();
+  return sync(addr, length, flags);
+}
+
+__attribute__((visibility("default"))) ssize_t read(int fd, void* buf, size_t n) {
+  return io_retry<ssize_t (*)(int, void*, size_t)>("read", buf, n, true, fd, buf, n);
+}
+__attribute__((visibility("default"))) ssize_t write(int fd, const void* buf, size_t n) {
+  return io_retry<ssize_t (*)(int, const void*, size_t)>("write", const_cast<void*>(buf), n, false, fd, buf, n);
+}
+__attribute__((visibility("default"))) ssize_t pread(int fd, void* buf, size_t n, off_t off) {
+  return io_retry<ssize_t (*)(int, void*, size_t, off_t)>("pread", buf, n, true, fd, buf, n, off);
+}
+__attribute__((visibility("default"))) ssize_t pread64(int fd, void* buf, size_t n, off_t off) {
+  return io_retry<ssize_t (*)(int, void*, size_t, off_t)>("pread64", buf, n, true, fd, buf, n, off);
+}
+__attribute__((visibility("default"))) ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
+  return io_retry<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite", const_cast<void*>(buf), n, false, fd,
+                                                                buf, n, off);
+}
+__attribute__((visibility("default"))) ssize_t pwrite64(int fd, const void* buf, size_t n, off_t off) {
+  return io_retry<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite64", const_cast<void*>(buf), n, false, fd,
+                                                                  buf, n, off);
+}
+
+__attribute__((visibility("default"))) int sigaction(int sig, const struct sigaction* act,
+                                                     struct sigaction* old) {
+  if (sig != SIGSEGV) return sys_sigaction(sig, act, old);
+  init();
+  return set_program_handler(act, old);
+}
+
+__attribute__((visibility("default"))) sighandler_t signal(int sig, sighandler_t handler) {
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sig != SIGSEGV) {
+    if (sys_sigaction(sig, &sa, &old) != 0) return SIG_ERR;
+    return old.sa_handler;
+  }
+  init();
+  set_program_handler(&sa, &old);
+  return old.sa_handler;
+}
+
+}  // extern "C"

@@ -1,6 +1,7 @@
 // The layout sink (daxcore/layout.h) through the Filesystem API with a recording fake: every
 // operation that frees, replaces, zeroes, shares or copies a file's blocks tells the sink first,
-// with the file range; reads, plain overwrites and allocations into holes do not.
+// with the file range; writes into holes or unwritten blocks say kFill (mappers of the zero page
+// refault); reads and plain overwrites tell nothing.
 #include <fcntl.h>
 #include <linux/falloc.h>
 
@@ -46,7 +47,8 @@ TEST_CASE("operations that change a file's blocks break its layout first", "[fs]
   RecordingSink sink;
   f->set_layout_sink(&sink);
   uint64_t a = f.make_file(f.root(), "a", std::string(8 * kB, 'a'));
-  CHECK(sink.take().empty());  // allocating into holes changes no mapped block
+  // Allocating into holes frees no block, but the zero page mapped there goes stale.
+  CHECK(sink.take() == std::vector<Break>{{a, 0, 8 * kB, dax::LayoutChange::kFill}});
   REQUIRE(f->write(a, kB, "over", 4));
   char buf[16];
   REQUIRE(f->read(a, 0, sizeof buf, buf));
@@ -66,6 +68,7 @@ TEST_CASE("operations that change a file's blocks break its layout first", "[fs]
   CHECK(sink.take().empty());  // preallocation adds blocks, changes none
 
   uint64_t b = f.make_file(f.root(), "b", std::string(4 * kB, 'b'));
+  CHECK(sink.take() == std::vector<Break>{{b, 0, 4 * kB, dax::LayoutChange::kFill}});
   REQUIRE(f->clone_range(a, 4 * kB, b, 0, 2 * kB));
   CHECK(sink.take() == std::vector<Break>{{b, 0, 2 * kB, dax::LayoutChange::kRemapInto},
                                           {a, 4 * kB, 2 * kB, dax::LayoutChange::kShare}});
@@ -87,10 +90,13 @@ TEST_CASE("operations that change a file's blocks break its layout first", "[fs]
 }
 
 namespace {
-// A sink whose break_layout waits until released, as the DAX layer's waits for mappers.
+// A sink whose break_layout of one file waits until released, as the DAX layer's waits for
+// that file's mappers; other files' breaks (writes into their holes) pass.
 class BlockingSink : public dax::LayoutSink {
  public:
-  void break_layout(uint64_t, uint64_t, uint64_t, dax::LayoutChange) override {
+  explicit BlockingSink(uint64_t ino) : ino_(ino) {}
+  void break_layout(uint64_t ino, uint64_t, uint64_t, dax::LayoutChange) override {
+    if (ino != ino_) return;
     std::unique_lock lock(mu_);
     entered_ = true;
     cv_.notify_all();
@@ -109,6 +115,7 @@ class BlockingSink : public dax::LayoutSink {
   }
 
  private:
+  uint64_t ino_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool entered_ = false, released_ = false;
@@ -119,7 +126,7 @@ TEST_CASE("a layout break waits with the file's locks only, never the filesystem
   FsFixture f;
   uint64_t a = f.make_file(f.root(), "a", std::string(8 * kB, 'a'));
   uint64_t b = f.make_file(f.root(), "b", std::string(8 * kB, 'b'));
-  BlockingSink sink;
+  BlockingSink sink(a);
   f->set_layout_sink(&sink);
   daxfs::fs::SetAttr shrink;
   shrink.valid = daxfs::fs::SetAttr::kSize;
@@ -164,7 +171,7 @@ TEST_CASE("an unlinked file is released by the last operation holding it, not un
   FsFixture f;
   uint64_t a = f.make_file(f.root(), "a", std::string(8 * kB, 'a'));
   REQUIRE(f->lookup(f.root(), "a"));  // the caller's reference (an open file)
-  BlockingSink sink;
+  BlockingSink sink(a);
   f->set_layout_sink(&sink);
   uint64_t before = f->inode_count();
   daxfs::fs::SetAttr shrink;

@@ -1,0 +1,247 @@
+// dax_tool: a plain program that maps files with mmap(2), for the DAX tests and the demo. Run
+// under `daxfsctl run` its shared mappings of DAX files go through the DAX layer; it does not
+// know. Output is one line per fact, for scripts to compare.
+//   store FILE OFFSET TEXT    store TEXT at OFFSET through a shared mapping (msync'ed); prints
+//                             "dax" (the device backs the mapping) or "kernel"
+//   load FILE OFFSET LENGTH   prints LENGTH bytes at OFFSET, loaded through a shared mapping
+//   hold FILE [store]         maps the file, touches it, prints "ready", then loads (or stores)
+//                             its first byte every millisecond until SIGTERM (exit 0)
+//   watch FILE                as hold, printing each new value of the first byte ("value C")
+//   sleep FILE                maps, touches, prints "ready", then pauses until killed
+//   fork-store FILE OFFSET TEXT  maps, forks; the child stores TEXT and exits; the parent waits
+//                             and prints what read(2) returns there
+//   storm FILE SECONDS        stores into random pages of the whole file for SECONDS, remapping
+//                             after each SIGBUS; prints "stores N sigbus M"
+//   map-at FILE OFFSET        maps one page at file OFFSET (any value, e.g. 2^63 - 4096), loads
+//                             and stores it; prints "ok", "sigbus CODE" or the mmap error
+// Any SIGBUS not expected by the command prints "sigbus CODE ADDR" and exits 7.
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+sigjmp_buf g_jump;
+volatile sig_atomic_t g_jump_armed = 0;
+volatile int g_bus_code = 0;
+
+[[noreturn]] void die(const char* what) {
+  fprintf(stderr, "dax_tool: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+// "dax" when the device file backs `addr` (a path other than the mapped file's), else "kernel".
+std::string backing(const void* addr, const char* file) {
+  char real[PATH_MAX];
+  if (!realpath(file, real)) return "?";
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  while (std::getline(maps, line)) {
+    unsigned long lo, hi;
+    if (sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || a < lo || a >= hi) continue;
+    size_t slash = line.find('/');
+    if (slash == std::string::npos) return "anonymous";
+    return line.substr(slash) == real ? "kernel" : "dax";
+  }
+  return "?";
+}
+
+void on_bus(int, siginfo_t* si, void*) {
+  if (g_jump_armed) {
+    g_bus_code = si->si_code;
+    g_jump_armed = 0;
+    siglongjmp(g_jump, 1);
+  }
+  char buf[96];
+  int n = snprintf(buf, sizeof buf, "sigbus %d %p\n", si->si_code, si->si_addr);
+  (void)!write(1, buf, n);
+  _exit(7);
+}
+
+void on_term(int) { g_stop = 1; }
+
+struct Mapping {
+  char* p;
+  size_t span;
+  size_t size;
+};
+
+Mapping map_file(const char* path, bool store, int* fd_out = nullptr) {
+  int fd = open(path, store ? O_RDWR : O_RDONLY);
+  if (fd < 0) die(path);
+  struct stat st;
+  fstat(fd, &st);
+  size_t span = (static_cast<size_t>(st.st_size) + 4095) / 4096 * 4096;
+  if (span == 0) span = 4096;
+  void* p = mmap(nullptr, span, PROT_READ | (store ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) die("mmap");
+  if (fd_out) {
+    *fd_out = fd;
+  } else {
+    close(fd);
+  }
+  return {static_cast<char*>(p), span, static_cast<size_t>(st.st_size)};
+}
+
+int hold(const char* path, bool store, bool watch, bool sleep_only) {
+  Mapping m = map_file(path, store);
+  volatile char sink = 0;
+  for (size_t i = 0; i < m.size; i += 4096) sink = sink + m.p[i];
+  printf("ready\n");
+  if (sleep_only) {
+    for (;;) pause();
+  }
+  int last = -1;
+  while (!g_stop) {
+    if (store) {
+      __atomic_fetch_add(&m.p[0], 0, __ATOMIC_RELAXED);
+    } else {
+      int v = static_cast<unsigned char>(m.p[0]);
+      if (watch && v != last) {
+        printf("value %c\n", v >= 32 && v < 127 ? v : '.');
+        last = v;
+      }
+    }
+    usleep(1000);
+  }
+  return 0;
+}
+
+int storm(const char* path, double seconds) {
+  int fd;
+  Mapping m = map_file(path, true, &fd);
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  unsigned seed = static_cast<unsigned>(getpid());
+  long stores = 0, buses = 0;
+  for (;;) {
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 > seconds || g_stop) break;
+    size_t page = rand_r(&seed) % (m.span / 4096);
+    if (sigsetjmp(g_jump, 1) == 0) {
+      size_t at = page * 4096 + rand_r(&seed) % 4096;
+      char value = static_cast<char>('a' + rand_r(&seed) % 26);
+      g_jump_armed = 1;
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // the store stays between the flags
+      *static_cast<volatile char*>(m.p + at) = value;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      g_jump_armed = 0;
+      stores++;
+    } else {
+      // Past EOF after a truncate: map what the file is now.
+      buses++;
+      munmap(m.p, m.span);
+      struct stat st;
+      fstat(fd, &st);
+      m.span = (static_cast<size_t>(st.st_size) + 4095) / 4096 * 4096;
+      if (m.span == 0) m.span = 4096;
+      m.p = static_cast<char*>(mmap(nullptr, m.span, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+      if (m.p == MAP_FAILED) die("mmap");
+    }
+  }
+  printf("stores %ld sigbus %ld\n", stores, buses);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: dax_tool COMMAND FILE ... (see the source)\n");
+    return 2;
+  }
+  std::string cmd = argv[1];
+  const char* path = argv[2];
+  struct sigaction sa{};
+  sa.sa_sigaction = on_bus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGBUS, &sa, nullptr);
+  signal(SIGTERM, on_term);
+  setvbuf(stdout, nullptr, _IONBF, 0);
+  if (cmd == "store" && argc == 5) {
+    uint64_t off = strtoull(argv[3], nullptr, 0);
+    size_t n = strlen(argv[4]);
+    int fd = open(path, O_RDWR);
+    if (fd < 0) die(path);
+    size_t span = (off + n + 4095) / 4096 * 4096;
+    char* p = static_cast<char*>(mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    if (p == MAP_FAILED) die("mmap");
+    memcpy(p + off, argv[4], n);
+    if (msync(p, span, MS_SYNC) != 0) die("msync");
+    printf("%s\n", backing(p + off, path).c_str());
+    munmap(p, span);
+    close(fd);
+    return 0;
+  }
+  if (cmd == "load" && argc == 5) {
+    uint64_t off = strtoull(argv[3], nullptr, 0);
+    size_t n = strtoull(argv[4], nullptr, 0);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) die(path);
+    size_t span = (off + n + 4095) / 4096 * 4096;
+    char* p = static_cast<char*>(mmap(nullptr, span, PROT_READ, MAP_SHARED, fd, 0));
+    if (p == MAP_FAILED) die("mmap");
+    fwrite(p + off, 1, n, stdout);
+    munmap(p, span);
+    close(fd);
+    return 0;
+  }
+  if (cmd == "hold") return hold(path, argc > 3 && std::string(argv[3]) == "store", false, false);
+  if (cmd == "watch") return hold(path, false, true, false);
+  if (cmd == "sleep") return hold(path, false, false, true);
+  if (cmd == "fork-store" && argc == 5) {
+    uint64_t off = strtoull(argv[3], nullptr, 0);
+    int fd;
+    Mapping m = map_file(path, true, &fd);
+    pid_t child = fork();
+    if (child == 0) {
+      memcpy(m.p + off, argv[4], strlen(argv[4]));
+      _exit(0);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    char buf[256] = {};
+    size_t n = strlen(argv[4]) < sizeof buf ? strlen(argv[4]) : sizeof buf - 1;
+    if (pread(fd, buf, n, static_cast<off_t>(off)) < 0) die("pread");
+    printf("child %d read %s\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), buf);
+    return 0;
+  }
+  if (cmd == "storm" && argc == 4) return storm(path, atof(argv[3]));
+  if (cmd == "map-at" && argc == 4) {
+    uint64_t off = strtoull(argv[3], nullptr, 0);
+    int fd = open(path, O_RDWR);
+    if (fd < 0) die(path);
+    void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(off));
+    if (p == MAP_FAILED) {
+      printf("mmap %s\n", strerror(errno));
+      return 0;
+    }
+    if (sigsetjmp(g_jump, 1) == 0) {
+      g_jump_armed = 1;
+      volatile char* c = static_cast<char*>(p);
+      c[0] = static_cast<char>(c[0] + 1);
+      g_jump_armed = 0;
+      printf("ok\n");
+    } else {
+      printf("sigbus %d\n", g_bus_code);
+    }
+    return 0;
+  }
+  fprintf(stderr, "dax_tool: bad command or arguments\n");
+  return 2;
+}

@@ -100,15 +100,21 @@ Result<RegistrySnapshot> Registry::read(const std::string& name) {
   }
 }
 
+std::vector<pid_t> Registry::reap(const std::string& name) {
+  std::vector<pid_t> killed;
+  if (auto old = read(name)) {
+    for (const SessionEntry& s : old->sessions)
+      if (kill_stale(s.pid, s.start_time)) killed.push_back(s.pid);
+  }
+  return killed;
+}
+
 Result<std::unique_ptr<Registry>> Registry::create(const std::string& name, const std::string& device,
                                                    const std::string& mountpoint, uint32_t lease_ms,
                                                    std::vector<pid_t>* killed) {
   // A crashed daemon's registry: its mappers may still touch blocks this mount will hand out.
-  if (auto old = read(name)) {
-    for (const SessionEntry& s : old->sessions) {
-      if (kill_stale(s.pid, s.start_time) && killed) killed->push_back(s.pid);
-    }
-  }
+  for (pid_t pid : reap(name))
+    if (killed) killed->push_back(pid);
   bip::shared_memory_object::remove(name.c_str());
   std::unique_ptr<Registry> r(new Registry);
   r->name_ = name;

@@ -96,6 +96,9 @@ class Registry {
   static Result<std::unique_ptr<Registry>> create(const std::string& name, const std::string& device,
                                                   const std::string& mountpoint, uint32_t lease_ms,
                                                   std::vector<pid_t>* killed);
+  // Kills (SIGKILL, waited for) every process a crashed daemon's registry `name` lists that still
+  // lives (same pid and start time): it may map blocks a new mount will reuse. Their pids.
+  static std::vector<pid_t> reap(const std::string& name);
   // Reads the registry `name`; ENOENT when there is none.
   static Result<RegistrySnapshot> read(const std::string& name);
   ~Registry();  // removes the segment
@@ -106,6 +109,7 @@ class Registry {
   void begin_update();
   void end_update();
   DaxCounters& counters() { return header_->counters; }
+  void set_daemon_pid(pid_t pid) { header_->daemon_pid = pid; }
   SessionEntry& session(uint32_t slot) { return sessions_[slot]; }
   // A free mapping entry, or nullopt when the table is full.
   std::optional<uint32_t> add_mapping(const MappingEntry& m);

@@ -91,6 +91,13 @@ Result<std::unique_ptr<DaxService>> DaxService::create(DaxFiles& files, const Da
 
 DaxService::~DaxService() { stop(); }
 
+void DaxService::start() {
+  std::lock_guard lock(mu_);
+  registry_->begin_update();
+  registry_->set_daemon_pid(getpid());
+  registry_->end_update();
+}
+
 DaxCounters DaxService::counters() {
   std::lock_guard lock(mu_);
   return registry_->counters();

@@ -49,6 +49,8 @@ class DaxService : public LayoutSink {
   static Result<std::unique_ptr<DaxService>> create(DaxFiles& files, const DaxOptions& opts,
                                                    std::vector<pid_t>* killed);
   ~DaxService() override;
+  // After the daemon went into the background (its pid changed): records the daemon's pid.
+  void start();
   // Revokes every mapping (waiting for the lease, killing the late), ends every session and
   // joins their threads. Call before the filesystem goes away; idempotent.
   void stop();

@@ -154,6 +154,14 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // A crashed daemon's DAX mappers may still touch the device's blocks: they go before this mount
+  // reads or frees anything (the registry names them; docs/dax-design.md, "Crashes").
+  struct stat dev_st;
+  if (stat(device.c_str(), &dev_st) != 0) die(device + ": " + strerror(errno));
+  const std::string registry = daxfs::dax::Registry::name_for(dev_st.st_dev, dev_st.st_ino);
+  for (pid_t pid : daxfs::dax::Registry::reap(registry))
+    fprintf(stderr, "daxfs: %s: killed pid %d, a DAX mapper of the previous mount\n", device.c_str(), pid);
+
   auto dev = daxfs::pmemdev::Device::open(device, {});
   if (!dev) die(device + ": " + strerror(dev.error()));
   std::string why;
@@ -172,21 +180,15 @@ int main(int argc, char** argv) {
   for (auto& w : words) cargv.push_back(w.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(cargv.size()), cargv.data());
 
-  // The DAX layer: its registry first (a crashed daemon's mappers are killed before this mount
-  // hands out any block they could still touch).
-  struct stat dev_st;
-  if (stat(device.c_str(), &dev_st) != 0) die(device + ": " + strerror(errno));
+  // The DAX layer: its registry, sessions and fault service.
   daxfs::dax::DaxOptions dax_opts;
   dax_opts.device = device;
   dax_opts.mountpoint = mountpoint;
-  dax_opts.registry = daxfs::dax::Registry::name_for(dev_st.st_dev, dev_st.st_ino);
+  dax_opts.registry = registry;
   dax_opts.device_size = static_cast<uint64_t>(dev_st.st_size);
   dax_opts.lease_ms = a.lease_ms;
-  std::vector<pid_t> killed;
-  auto dax = daxfs::dax::DaxService::create(**fs, dax_opts, &killed);
+  auto dax = daxfs::dax::DaxService::create(**fs, dax_opts, nullptr);
   if (!dax) die("cannot create the DAX registry /dev/shm/" + dax_opts.registry + ": " + strerror(dax.error()));
-  for (pid_t pid : killed)
-    fprintf(stderr, "daxfs: %s: killed pid %d, a DAX mapper of the previous mount\n", device.c_str(), pid);
 
   daxfs::fuse::Daemon daemon;
   daemon.fs = fs->get();
@@ -208,6 +210,7 @@ int main(int argc, char** argv) {
   if (fuse_daemonize(a.foreground ? 1 : 0) != 0) die("cannot go into the background");
   (*fs)->start();
   caches.start();  // after the fork: threads do not survive it
+  (*dax)->start();
 
   // libfuse's thread pool by default; -s serves requests from one thread. Every handler is a
   // short memory operation, so either is correct; which is faster depends on how the machine

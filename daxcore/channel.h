@@ -1,6 +1,7 @@
-// One session's channel segment (daxcore/protocol.h), daemon side: created with O_EXCL, mode
-// 0600 and owned by the client's uid, so that no other user's process can open it; unlinked and
-// unmapped by the destructor. Every word the client may write is read here as untrusted input.
+// One session's channel (daxcore/protocol.h), daemon side: the client's sealed memfd, taken with
+// pidfd_getfd(2), checked (sealed against shrinking, large enough: the daemon must never fault on
+// it) and mapped; unmapped and closed by the destructor. Every word the client may write is read
+// here as untrusted input.
 //
 // Thread-safety: post_revoke is called under the DAX service's mutex; the rest from the
 // session's own service thread, or with the service's mutex held.
@@ -10,7 +11,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
 
 #include "common/result.h"
 #include "daxcore/protocol.h"
@@ -19,13 +19,18 @@ namespace daxfs::dax {
 
 class Channel {
  public:
-  static Result<std::unique_ptr<Channel>> create(const std::string& name, uid_t uid, gid_t gid);
+  // The memfd `client_fd` of the process behind `pidfd`. EBADF: no such fd, or not a sealed
+  // memfd of the right size; EPERM: the daemon may not take the process's fds.
+  static Result<std::unique_ptr<Channel>> attach(int pidfd, int client_fd);
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
-  const std::string& name() const { return name_; }
   daxfs_dax_channel* shm() { return chan_; }
+
+  // Whether the process image that connected still holds its lock on the channel (an exec or
+  // an exit drops it). Never blocks.
+  bool image_alive() const;
 
   // Posts a revoke; returns its sequence number, or 0 when the ring is full (the client has not
   // acknowledged DAXFS_DAX_RING revokes: it is not listening).
@@ -39,14 +44,12 @@ class Channel {
   void wait_ack(uint32_t bell, int timeout_ms);
   // Marks the session dead (later faults: SIGBUS) and wakes the client's agent.
   void mark_dead();
-  void unlink();  // removes the name (the client has it mapped already)
 
  private:
   Channel() = default;
-  std::string name_;
+  int fd_ = -1;
   daxfs_dax_channel* chan_ = nullptr;
   uint64_t posted_ = 0;  // the daemon's own count: the segment's copy is only a message
-  bool linked_ = false;
 };
 
 }  // namespace daxfs::dax

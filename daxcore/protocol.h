@@ -3,10 +3,15 @@
  * 32/64-bit words accessed with atomic loads and stores. Everything a client writes here is input
  * to the daemon, which copies and validates it (docs/dax-design.md, "Trust").
  *
- *   1. ioctl(fd, DAXFS_IOC_DAX_CONNECT) on any file of the mount: the daemon binds a session to
- *      the calling process (its thread group, found from the request's pid), creates the
- *      session's channel segment (mode 0600, owned by the caller's uid) and returns its name,
- *      the session token and the device path. Idempotent while the process image lives.
+ *   1. The client creates its channel: a memfd of sizeof(struct daxfs_dax_channel), sealed
+ *      against shrinking (F_SEAL_SHRINK: the daemon maps it and must never fault on it), and
+ *      holds an OFD write lock on it through a second, close-on-exec open of it (the daemon tests
+ *      the lock to learn whether the process image that connected still exists).
+ *      ioctl(fd, DAXFS_IOC_DAX_CONNECT) on any file of the mount names the memfd: the daemon
+ *      binds a session to the calling process (its thread group, found from the request's pid),
+ *      takes the memfd with pidfd_getfd(2), checks its seals and size, maps it, initializes it,
+ *      and returns the session token and the device path. A process that has a session quotes
+ *      its token and gets the same session; a new image (after exec) quotes none.
  *   2. ioctl(fd, DAXFS_IOC_DAX_GRANT) on each file to map: the file's inode, whether it is a DAX
  *      file, and the access the fd's open mode gives (a read-only open maps read-only).
  *   3. Requests (fault, unmap, pin, unpin) in the channel's request slots, rung by a futex on
@@ -29,17 +34,19 @@
 #endif
 
 struct daxfs_dax_connect {
-  uint32_t abi;       /* out: DAXFS_DAX_ABI */
+  uint32_t abi;       /* in: DAXFS_DAX_ABI; out: the daemon's */
+  int32_t channel_fd; /* in: the client's sealed channel memfd (a file descriptor number) */
+  uint64_t token;     /* in: the session's token if this process image has one, else 0;
+                         out: the session's token, quoted in every request */
   int32_t daemon_pid; /* out: the daemon's pid (clients watch it with a pidfd) */
-  uint64_t token;     /* out: the session's token, quoted in every request */
-  uint64_t device_size;
   uint32_t lease_ms;  /* out: how long a revoke may take before the daemon kills */
+  uint64_t device_size;
   uint32_t session;   /* out: the session's slot (informational) */
-  char channel[64];   /* out: shm_open name of the session's channel */
+  uint32_t pad;
   char device[1024];  /* out: the device file: the client maps its blocks from it */
-  uint64_t reserved[8];
+  uint64_t reserved[8]; /* in: zero */
 };
-#define DAXFS_IOC_DAX_CONNECT _IOR(DAXFS_IOC_MAGIC, 16, struct daxfs_dax_connect)
+#define DAXFS_IOC_DAX_CONNECT _IOWR(DAXFS_IOC_MAGIC, 16, struct daxfs_dax_connect)
 
 #define DAXFS_DAX_ACCESS_READ 0x1
 #define DAXFS_DAX_ACCESS_WRITE 0x2

@@ -1,9 +1,11 @@
 // The DAX registry segment (registry.h) on Boost.Interprocess: a managed_shared_memory with three
 // named objects (the header, the session table, the mapping table), created by the daemon with
-// mode 0644 and removed when it exits. Boost.Interprocess exceptions end here, as errnos.
+// mode 0600 and removed when it exits. Boost.Interprocess exceptions end here, as errnos.
 #include "daxcore/registry.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <poll.h>
 #include <unistd.h>
@@ -100,11 +102,30 @@ Result<RegistrySnapshot> Registry::read(const std::string& name) {
   }
 }
 
-std::vector<pid_t> Registry::reap(const std::string& name) {
+Result<std::vector<pid_t>> Registry::reap(const std::string& name) {
   std::vector<pid_t> killed;
-  if (auto old = read(name)) {
-    for (const SessionEntry& s : old->sessions)
-      if (kill_stale(s.pid, s.start_time)) killed.push_back(s.pid);
+  int fd = open(("/dev/shm/" + name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return killed;  // none: a clean unmount, or the first mount
+  struct stat st;
+  bool ours = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022);
+  close(fd);
+  if (!ours) return killed;  // planted by someone else: its list of pids means nothing
+  try {
+    // Without the seqlock: a daemon that died inside an update left it odd. Killing a superset
+    // (an entry being added or removed) is fine; missing one is not.
+    bip::managed_shared_memory shm(bip::open_read_only, name.c_str());
+    auto* header = shm.find<RegistryHeader>("header").first;
+    auto sessions = shm.find<SessionEntry>("sessions");
+    if (!header || !sessions.first || header->magic != kRegistryMagic || sessions.second != kMaxSessions)
+      return error(EUCLEAN);
+    for (uint32_t i = 0; i < kMaxSessions; i++) {
+      SessionEntry s = sessions.first[i];
+      if (s.used && s.pid > 0 && kill_stale(s.pid, s.start_time)) killed.push_back(s.pid);
+    }
+  } catch (const bip::interprocess_exception&) {
+    return error(EUCLEAN);
+  } catch (const std::bad_alloc&) {
+    return error(ENOMEM);
   }
   return killed;
 }
@@ -113,13 +134,13 @@ Result<std::unique_ptr<Registry>> Registry::create(const std::string& name, cons
                                                    const std::string& mountpoint, uint32_t lease_ms,
                                                    std::vector<pid_t>* killed) {
   // A crashed daemon's registry: its mappers may still touch blocks this mount will hand out.
-  for (pid_t pid : reap(name))
-    if (killed) killed->push_back(pid);
+  auto reaped = TRY(reap(name));
+  if (killed) killed->insert(killed->end(), reaped.begin(), reaped.end());
   bip::shared_memory_object::remove(name.c_str());
   std::unique_ptr<Registry> r(new Registry);
   r->name_ = name;
   try {
-    bip::permissions perm(0644);
+    bip::permissions perm(0600);
     r->segment_ = std::make_unique<Segment>(
         Segment{bip::managed_shared_memory(bip::create_only, name.c_str(), kSegmentBytes, nullptr, perm)});
     bip::managed_shared_memory& shm = r->segment_->shm;

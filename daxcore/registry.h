@@ -1,6 +1,7 @@
 // The per-mount DAX registry: a Boost.Interprocess managed shared-memory segment
-// (/dev/shm/daxfs.<st_dev>.<st_ino> of the device) that the daemon alone writes (mode 0644) and
-// anyone may read: the sessions (client processes), their mappings and the DAX counters.
+// (/dev/shm/daxfs.<st_dev>.<st_ino> of the device) that the daemon alone writes and reads with
+// its user's rights (mode 0600): the sessions (client processes), their mappings and the DAX
+// counters.
 // `daxfsctl mappers` and `daxfsctl stat` read it; the next mount reads it after a daemon crash,
 // to kill the processes that may still map the old instance's blocks.
 //
@@ -90,15 +91,16 @@ class Registry {
  public:
   // The segment's name for a device (st_dev/st_ino of the device file), without the leading '/'.
   static std::string name_for(dev_t dev, ino_t ino);
-  // Creates the segment `name` (mode 0644). An old one (a crashed daemon's) is read first and
-  // every process it lists that still lives (same pid and start time) is SIGKILLed and waited
-  // for: it may map blocks this mount will reuse. `killed` gets their pids.
+  // Creates the segment `name` (mode 0600: mapping addresses are nobody else's business). An old
+  // one is reaped first (reap()); `killed` gets the pids.
   static Result<std::unique_ptr<Registry>> create(const std::string& name, const std::string& device,
                                                   const std::string& mountpoint, uint32_t lease_ms,
                                                   std::vector<pid_t>* killed);
   // Kills (SIGKILL, waited for) every process a crashed daemon's registry `name` lists that still
-  // lives (same pid and start time): it may map blocks a new mount will reuse. Their pids.
-  static std::vector<pid_t> reap(const std::string& name);
+  // lives (same pid and start time): it may map blocks a new mount will reuse. Their pids. A
+  // segment not owned by this user or writable by others is not believed (anyone can create a
+  // name in /dev/shm): ignored, and replaced by create(). EUCLEAN: ours but unreadable.
+  static Result<std::vector<pid_t>> reap(const std::string& name);
   // Reads the registry `name`; ENOENT when there is none.
   static Result<RegistrySnapshot> read(const std::string& name);
   ~Registry();  // removes the segment
@@ -115,6 +117,7 @@ class Registry {
   std::optional<uint32_t> add_mapping(const MappingEntry& m);
   MappingEntry& mapping(uint32_t index) { return mappings_[index]; }
   void remove_mapping(uint32_t index);
+  size_t free_count() const { return free_mappings_.size(); }
   void set_session(uint32_t slot, const SessionEntry& s);
   void clear_session(uint32_t slot);
 

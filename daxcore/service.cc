@@ -32,6 +32,8 @@ constexpr uint64_t kChunk = 2ull << 20;           // a store fault allocates at 
 constexpr uint64_t kMaxRequest = 1ull << 40;       // longest range one request may name
 constexpr uint64_t kMaxOffset = 1ull << 63;        // file offsets are below 2^63
 constexpr int kMaxFaultRetries = 64;
+constexpr uint32_t kMaxRecordsPerSession = kMaxMappings / 4;  // no process can fill the registry
+constexpr uint32_t kMaxSessionsPerUid = kMaxSessions / 4;      // nor a user take every session
 constexpr uint32_t kDeviceOrZero = (1u << uint32_t(MapKind::kDevice)) | (1u << uint32_t(MapKind::kZero));
 constexpr uint32_t kZeroOnly = 1u << uint32_t(MapKind::kZero);
 constexpr uint32_t kPinOnly = 1u << uint32_t(MapKind::kPin);
@@ -44,14 +46,6 @@ pid_t tgid_of(pid_t tid) {
   while (std::getline(in, line))
     if (line.rfind("Tgid:", 0) == 0) return static_cast<pid_t>(std::strtol(line.c_str() + 5, nullptr, 10));
   return 0;
-}
-
-bool maps_contain(pid_t pid, const std::string& name) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.find("/dev/shm" + name) != std::string::npos) return true;
-  return false;
 }
 
 bool exited(int pidfd) {
@@ -75,6 +69,7 @@ struct DaxService::Session {
   std::unique_ptr<Channel> channel;
   std::unordered_map<uint64_t, uint32_t> grants;   // ino -> DAXFS_DAX_ACCESS_*
   std::unordered_map<uint64_t, uint32_t> records;  // ino -> this session's records of it (one hold)
+  uint32_t total_records = 0;
   std::atomic<bool> ended{false};
   ~Session() {
     if (pidfd >= 0) close(pidfd);
@@ -108,7 +103,10 @@ std::shared_ptr<DaxService::Session> DaxService::session_of(pid_t tgid) {
   return it == sessions_.end() ? nullptr : it->second;
 }
 
-Result<daxfs_dax_connect> DaxService::connect(pid_t tid, uid_t uid, gid_t gid) {
+Result<daxfs_dax_connect> DaxService::connect(pid_t tid, uid_t uid, const daxfs_dax_connect& in) {
+  if (in.abi != DAXFS_DAX_ABI) return error(EPROTO);
+  for (uint64_t r : in.reserved)
+    if (r) return error(EINVAL);
   pid_t tgid = tgid_of(tid);
   if (tgid <= 0) return error(ESRCH);
   uint64_t start = process_start_time(tgid);
@@ -118,43 +116,56 @@ Result<daxfs_dax_connect> DaxService::connect(pid_t tid, uid_t uid, gid_t gid) {
     std::lock_guard lock(mu_);
     if (shut_ || stopped_) return error(EIO);
     s = session_of(tgid);
-    // The same process image asks again (another thread, another mount's file): the same session.
-    // A process that exec'd since has a new image that maps nothing: its old session goes.
-    if (s && (s->start != start || !maps_contain(tgid, s->channel->name()))) {
-      end_session_locked(*s, released);
+    // The same process image quotes its token: the same session. Anything else is a new image
+    // (an exec: the old one maps nothing any more) and the old session goes.
+    if (s && s->start == start && in.token == s->token && !s->ended) {
+      // fall through to the reply
+    } else {
+      if (s) end_session_locked(*s, released);
       s = nullptr;
     }
-    if (!s) {
-      auto free_slot = std::find(by_slot_.begin(), by_slot_.end(), nullptr);
-      if (free_slot == by_slot_.end()) return error(EAGAIN);
-      s = std::make_shared<Session>();
-      s->slot = static_cast<uint32_t>(free_slot - by_slot_.begin());
-      s->pid = tgid, s->uid = uid, s->start = start;
-      if (getrandom(&s->token, sizeof s->token, 0) != sizeof s->token) return error(EIO);
-      char name[160];
-      snprintf(name, sizeof name, "/%s.s%u.%08" PRIx64, opts_.registry.c_str(), s->slot, s->token >> 32);
-      s->channel = TRY(Channel::create(name, uid, gid));
-      s->pidfd = static_cast<int>(syscall(SYS_pidfd_open, tgid, 0));
-      if (s->pidfd < 0) return error(errno);
-      sessions_[tgid] = s;
-      *free_slot = s.get();
-      registry_->begin_update();
-      registry_->set_session(s->slot, SessionEntry{1, tgid, static_cast<uint32_t>(uid), 0, start});
-      registry_->counters().sessions++;
-      registry_->end_update();
-      threads_++;
-      std::thread(&DaxService::serve, this, s).detach();
+  }
+  release(released);
+  if (!s) {
+    auto fresh = std::make_shared<Session>();
+    fresh->pid = tgid, fresh->uid = uid, fresh->start = start;
+    if (getrandom(&fresh->token, sizeof fresh->token, 0) != sizeof fresh->token) return error(EIO);
+    fresh->pidfd = static_cast<int>(syscall(SYS_pidfd_open, tgid, 0));
+    if (fresh->pidfd < 0) return error(errno);
+    // Taken without mu_: pidfd_getfd waits for nothing of the client's, but it is a system call
+    // on another process, and mu_ is only for the tables.
+    fresh->channel = TRY(Channel::attach(fresh->pidfd, in.channel_fd));
+    std::lock_guard lock(mu_);
+    if (shut_ || stopped_) return error(EIO);
+    if (auto again = session_of(tgid)) {
+      end_session_locked(*again, released);  // a second connect raced this one: the last wins
     }
+    uint32_t of_uid = 0;
+    for (auto& [pid, other] : sessions_)
+      if (other->uid == uid) of_uid++;
+    if (uid != 0 && of_uid >= kMaxSessionsPerUid) return error(EAGAIN);  // one user cannot take them all
+    auto free_slot = std::find(by_slot_.begin(), by_slot_.end(), nullptr);
+    if (free_slot == by_slot_.end()) return error(EAGAIN);
+    fresh->slot = static_cast<uint32_t>(free_slot - by_slot_.begin());
+    sessions_[tgid] = fresh;
+    *free_slot = fresh.get();
+    registry_->begin_update();
+    registry_->set_session(fresh->slot, SessionEntry{1, tgid, static_cast<uint32_t>(uid), 0, start});
+    registry_->counters().sessions++;
+    registry_->end_update();
+    threads_++;
+    std::thread(&DaxService::serve, this, fresh).detach();
+    s = fresh;
   }
   release(released);
   daxfs_dax_connect out{};
   out.abi = DAXFS_DAX_ABI;
+  out.channel_fd = in.channel_fd;
   out.daemon_pid = getpid();
   out.token = s->token;
   out.device_size = opts_.device_size;
   out.lease_ms = opts_.lease_ms;
   out.session = s->slot;
-  snprintf(out.channel, sizeof out.channel, "%s", s->channel->name().c_str());
   snprintf(out.device, sizeof out.device, "%s", opts_.device.c_str());
   return out;
 }
@@ -168,7 +179,6 @@ Result<daxfs_dax_grant> DaxService::grant(pid_t tid, uint64_t ino, bool writable
     auto s = session_of(tgid);
     if (!s || s->ended) return error(ENOTCONN);
     s->grants[ino] |= DAXFS_DAX_ACCESS_READ | (writable ? DAXFS_DAX_ACCESS_WRITE : 0);
-    s->channel->unlink();  // mapped by the client by now: nobody else needs the name
     out.token = s->token;
     out.access = s->grants[ino];
   }
@@ -186,7 +196,7 @@ void DaxService::serve(std::shared_ptr<Session> s) {
       if (s->ended || stopped_) break;
     }
     for (daxfs_dax_request& slot : chan->requests) handle(*s, slot);
-    if (exited(s->pidfd)) {
+    if (exited(s->pidfd) || !s->channel->image_alive()) {  // exited, or exec'd: maps nothing
       end_session(s);
       break;
     }
@@ -302,8 +312,10 @@ void DaxService::fault(Session& s, const daxfs_dax_request& in, daxfs_dax_reques
       if (got) (void)files_.iomap_end(in.ino, got->map, 0, kIomapFault);
       continue;
     }
+    if (!err && (s.ended || shut_)) err = EIO;  // ended meanwhile (killed, exec'd, shut down): no record
     if (err) {
       lock.unlock();
+      if (got) (void)files_.iomap_end(in.ino, got->map, 0, kIomapFault);
       files_.release_inode(in.ino);
       return fail(err);
     }
@@ -328,12 +340,10 @@ void DaxService::fault(Session& s, const daxfs_dax_request& in, daxfs_dax_reques
       e.device = UINT64_MAX;
       e.prot = PROT_READ;
     }
+    Added added = add_record_locked(s, e, &keep_hold);
     registry_->begin_update();
-    auto index = registry_->add_mapping(e);
     DaxCounters& c = registry_->counters();
-    if (index) {
-      inodes_[in.ino].mappings.push_back(*index);
-      keep_hold = s.records[in.ino]++ == 0;
+    if (added != Added::kFull) {
       c.faults++;
       (what == kMapped ? c.faults_mapped : what == kHole ? c.faults_hole : what == kUnwritten ? c.faults_unwritten
        : what == kAlloc ? c.faults_alloc : c.faults_cow)++;
@@ -345,8 +355,8 @@ void DaxService::fault(Session& s, const daxfs_dax_request& in, daxfs_dax_reques
     lock.unlock();
     (void)files_.iomap_end(in.ino, m, e.length, kIomapFault);
     if (!keep_hold) files_.release_inode(in.ino);
-    if (!index) {
-      out.error = ENOMEM;  // the registry is full
+    if (added == Added::kFull) {
+      out.error = ENOMEM;  // the registry (or this process's share of it) is full
       return;
     }
     out.kind = e.kind == MapKind::kDevice ? DAXFS_MAP_DEVICE : DAXFS_MAP_ZERO;
@@ -411,84 +421,112 @@ void DaxService::pin(Session& s, const daxfs_dax_request& in, daxfs_dax_request&
       if (got) (void)files_.iomap_end(in.ino, got->map, 0, kIomapFault);
       continue;
     }
-    bool ok = got && got->map.type == IomapType::kMapped && !(got->map.flags & kIomapPoisoned);
-    std::optional<uint32_t> index;
+    bool ok = got && got->map.type == IomapType::kMapped && !(got->map.flags & kIomapPoisoned) && !s.ended &&
+              !shut_;
+    bool full = false, keep_hold = false;
     if (ok) {
       MappingEntry e{};
       e.session = s.slot, e.pid = s.pid, e.ino = in.ino, e.kind = MapKind::kPin;
       e.offset = got->map.offset, e.length = got->map.length, e.device = got->map.address;
       e.address = in.address, e.prot = PROT_READ;
-      registry_->begin_update();
-      index = registry_->add_mapping(e);
-      if (index) {
-        st.mappings.push_back(*index);
+      full = add_record_locked(s, e, &keep_hold) == Added::kFull;
+      if (!full) {
+        registry_->begin_update();
         registry_->counters().pins++;
+        registry_->end_update();
       }
-      registry_->end_update();
       out.r_offset = e.offset, out.r_length = e.length, out.r_device = e.device;
     }
     if (st.mappings.empty() && st.inflight == 0) inodes_.erase(in.ino);
-    bool keep_hold = index && s.records[in.ino]++ == 0;
     lock.unlock();
     if (got) (void)files_.iomap_end(in.ino, got->map, 0, kIomapFault);
     if (!keep_hold) files_.release_inode(in.ino);
     // Only written blocks pin (get_user_pages faults the rest in first: the library does).
     if (!got) return void(out.error = got.error());
     if (!ok) return void(out.error = got->map.flags & kIomapPoisoned ? DAXFS_ERR_POISON : EFAULT);
-    if (!index) return void(out.error = ENOMEM);
+    if (full) return void(out.error = ENOMEM);
     return;
   }
   files_.release_inode(in.ino);
   out.error = EAGAIN;
 }
 
+DaxService::Added DaxService::add_record_locked(Session& s, const MappingEntry& e, bool* first) {
+  *first = false;
+  InodeState& st = inodes_[e.ino];
+  auto key = std::make_pair(s.slot, e.offset);
+  for (auto [it, end] = st.mappings.equal_range(key); it != end; ++it) {
+    const MappingEntry& m = registry_->mapping(it->second);
+    if (m.length == e.length && m.device == e.device && m.kind == e.kind && m.prot == e.prot &&
+        m.address == e.address)
+      return Added::kDuplicate;  // the same fault twice (two threads, a populate after a fault)
+  }
+  if (s.total_records >= kMaxRecordsPerSession) return Added::kFull;
+  registry_->begin_update();
+  auto index = registry_->add_mapping(e);
+  registry_->end_update();
+  if (!index) return Added::kFull;
+  st.mappings.emplace(key, *index);
+  s.total_records++;
+  *first = s.records[e.ino]++ == 0;
+  return Added::kNew;
+}
+
 void DaxService::drop_locked(Session& s, uint64_t ino, uint64_t offset, uint64_t end, uint32_t kinds,
                              std::vector<uint64_t>& released) {
   auto it = inodes_.find(ino);
   if (it == inodes_.end()) return;
-  std::vector<uint32_t>& list = it->second.mappings;
-  std::vector<uint32_t> added;
-  uint32_t dropped = 0;
+  auto& records = it->second.mappings;
+  std::vector<MappingEntry> pieces;  // what stays of trimmed records
+  int64_t change = 0;               // in the session's record count
   registry_->begin_update();
-  for (size_t i = 0; i < list.size();) {
-    MappingEntry& m = registry_->mapping(list[i]);
+  auto from = records.lower_bound({s.slot, 0});
+  auto to = records.lower_bound({s.slot + 1, 0});
+  for (auto r = from; r != to;) {
+    MappingEntry& m = registry_->mapping(r->second);
     uint64_t m_end = m.offset + m.length;
-    if (m.session != s.slot || !(kinds & (1u << uint32_t(m.kind))) || m_end <= offset || m.offset >= end) {
-      i++;
+    if (!(kinds & (1u << uint32_t(m.kind))) || m_end <= offset || m.offset >= end) {
+      ++r;
       continue;
     }
     MappingEntry whole = m;
-    registry_->remove_mapping(list[i]);
-    list[i] = list.back();
-    list.pop_back();
-    dropped++;
+    size_t parts = (whole.offset < offset ? 1 : 0) + (m_end > end ? 1 : 0);
+    if (parts > 0 && registry_->free_count() < pieces.size() + parts) {
+      ++r;  // no room for what stays: the whole record stays (revoking more later is harmless)
+      continue;
+    }
+    registry_->remove_mapping(r->second);
+    r = records.erase(r);
+    change--;
     // The parts outside [offset, end) stay mapped.
-    auto keep = [&](uint64_t from, uint64_t to) {
+    auto keep = [&](uint64_t lo, uint64_t hi) {
       MappingEntry piece = whole;
-      piece.offset = from, piece.length = to - from;
-      if (whole.device != UINT64_MAX) piece.device = whole.device + (from - whole.offset);
-      piece.address = whole.address + (from - whole.offset);
-      if (auto index = registry_->add_mapping(piece)) {
-        added.push_back(*index);
-        dropped--;
-      }
+      piece.offset = lo, piece.length = hi - lo;
+      if (whole.device != UINT64_MAX) piece.device = whole.device + (lo - whole.offset);
+      piece.address = whole.address + (lo - whole.offset);
+      pieces.push_back(piece);
     };
     if (whole.offset < offset) keep(whole.offset, offset);
     if (m_end > end) keep(end, m_end);
   }
-  registry_->end_update();
-  list.insert(list.end(), added.begin(), added.end());
-  if (dropped) {
-    auto r = s.records.find(ino);
-    if (r != s.records.end()) {
-      r->second -= std::min(r->second, dropped);
-      if (r->second == 0) {
-        s.records.erase(r);
-        released.push_back(ino);
-      }
+  for (const MappingEntry& piece : pieces) {
+    if (auto index = registry_->add_mapping(piece)) {
+      records.emplace(std::make_pair(s.slot, piece.offset), *index);
+      change++;
     }
   }
-  if (list.empty() && it->second.inflight == 0) inodes_.erase(it);
+  registry_->end_update();
+  s.total_records = static_cast<uint32_t>(static_cast<int64_t>(s.total_records) + change);
+  auto r = s.records.find(ino);
+  if (r != s.records.end()) {
+    int64_t left = static_cast<int64_t>(r->second) + change;
+    r->second = static_cast<uint32_t>(std::max<int64_t>(left, 0));
+    if (r->second == 0) {
+      s.records.erase(r);
+      released.push_back(ino);
+    }
+  }
+  if (records.empty() && it->second.inflight == 0) inodes_.erase(it);
 }
 
 void DaxService::end_session_locked(Session& s, std::vector<uint64_t>& released) {
@@ -543,7 +581,7 @@ void DaxService::wait_all(const std::vector<Wait>& waits) {
       if (s.ended) break;
       uint32_t bell = s.channel->ack_bell();
       if (s.channel->acked() >= w.seq) break;
-      if (exited(s.pidfd)) {
+      if (exited(s.pidfd) || !s.channel->image_alive()) {  // gone, or exec'd: maps nothing now
         end_session(w.session);
         break;
       }
@@ -567,7 +605,7 @@ void DaxService::break_layout(uint64_t ino, uint64_t offset, uint64_t length, La
     if (it == inodes_.end()) return;  // nobody maps it, nobody is faulting it
     it->second.generation++;
     std::vector<uint32_t> slots;
-    for (uint32_t index : it->second.mappings) {
+    for (auto& [key, index] : it->second.mappings) {
       const MappingEntry& m = registry_->mapping(index);
       if (!(kinds & (1u << uint32_t(m.kind))) || m.offset + m.length <= offset || m.offset >= end) continue;
       if (std::find(slots.begin(), slots.end(), m.session) == slots.end()) slots.push_back(m.session);
@@ -589,18 +627,23 @@ void DaxService::break_layout(uint64_t ino, uint64_t offset, uint64_t length, La
   std::vector<uint64_t> released;
   {
     std::lock_guard lock(mu_);
-    for (const Wait& w : waits) drop_locked(*w.session, ino, offset, end, kinds, released);
+    // Each revoked session dropped every page of the range (zero pages or not): so do its records.
+    for (const Wait& w : waits) drop_locked(*w.session, ino, offset, end, kDeviceOrZero, released);
   }
   release(released);
-  if (why == LayoutChange::kFill) return;
-  // Pinned blocks (dax_layout_busy_page: page refcounts above the mapping's) are waited for too.
+  // Pinned blocks (dax_layout_busy_page: page refcounts above the mapping's) are waited for when
+  // the blocks are about to be freed or overwritten; a fill, a share or a copy-on-write leaves
+  // the pinned blocks where they are (and the faulting process may be the pinner itself).
+  if (why != LayoutChange::kTruncate && why != LayoutChange::kPunch && why != LayoutChange::kRemapInto &&
+      why != LayoutChange::kZero)
+    return;
   auto deadline = Clock::now() + std::chrono::milliseconds(opts_.lease_ms);
   std::unique_lock lock(mu_);
   for (;;) {
     auto it = inodes_.find(ino);
     std::shared_ptr<Session> holder;
     if (it != inodes_.end()) {
-      for (uint32_t index : it->second.mappings) {
+      for (auto& [key, index] : it->second.mappings) {
         const MappingEntry& m = registry_->mapping(index);
         if (m.kind == MapKind::kPin && m.offset < end && m.offset + m.length > offset && by_slot_[m.session]) {
           holder = sessions_[by_slot_[m.session]->pid];

@@ -55,8 +55,9 @@ class DaxService : public LayoutSink {
   // joins their threads. Call before the filesystem goes away; idempotent.
   void stop();
 
-  // DAXFS_IOC_DAX_CONNECT from thread `tid` of a process (uid/gid: the request's).
-  Result<daxfs_dax_connect> connect(pid_t tid, uid_t uid, gid_t gid);
+  // DAXFS_IOC_DAX_CONNECT from thread `tid` of a process (uid: the request's), with the
+  // client's input `in` (channel memfd, token).
+  Result<daxfs_dax_connect> connect(pid_t tid, uid_t uid, const daxfs_dax_connect& in);
   // DAXFS_IOC_DAX_GRANT on inode `ino` through a handle open for reading (and writing if
   // `writable`); ENOTCONN without a session.
   Result<daxfs_dax_grant> grant(pid_t tid, uint64_t ino, bool writable);
@@ -72,7 +73,8 @@ class DaxService : public LayoutSink {
   struct Session;
   struct InodeState {
     uint64_t generation = 0;          // bumped by every break of the inode
-    std::vector<uint32_t> mappings;   // registry indices
+    // Registry indices of the inode's records, by (session slot, file offset).
+    std::multimap<std::pair<uint32_t, uint64_t>, uint32_t> mappings;
     uint32_t inflight = 0;            // faults between reading the generation and recording
   };
   struct Wait {
@@ -90,6 +92,11 @@ class DaxService : public LayoutSink {
   // ones that straddle; inodes whose last record of this session went are added to `released`.
   void drop_locked(Session& s, uint64_t ino, uint64_t offset, uint64_t end, uint32_t kinds,
                    std::vector<uint64_t>& released);
+  // Records `e` for session `s` (an identical record is not added twice). kFull: the registry or
+  // the session's share of it is full. *first: this is the session's first record of the inode
+  // (the caller's hold on the inode is kept for it).
+  enum class Added { kNew, kDuplicate, kFull };
+  Added add_record_locked(Session& s, const MappingEntry& e, bool* first);
   void end_session_locked(Session& s, std::vector<uint64_t>& released);
   void end_session(const std::shared_ptr<Session>& s);
   // Waits for each session to acknowledge its revoke, killing those that do not within the lease.

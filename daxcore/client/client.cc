@@ -33,10 +33,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <linux/futex.h>
 
 #include "daxcore/client/client_internal.h"
 #include "daxcore/protocol.h"
+
+#if !defined(__x86_64__)
+#error "the DAX client tells store faults from loads by the x86-64 page-fault error code"
+#endif
 
 #ifndef FUSE_SUPER_MAGIC
 #define FUSE_SUPER_MAGIC 0x65735546
@@ -74,6 +79,8 @@ struct Conn {
   uint64_t token;
   int devfd;
   bool dev_writable;
+  int chan_fd;  // the channel memfd (the daemon has its own descriptor of it)
+  int lock_fd;  // the second open of it, holding the OFD lock that says "this image lives"
   int daemon_pidfd;
   daxfs_dax_channel* chan;
   std::atomic<uint64_t> seq;
@@ -99,6 +106,7 @@ struct Region {
 Conn g_conns[kMaxConns];
 Region g_regions[kMaxRegions];
 std::atomic<int> g_lock{0};
+std::atomic<int> g_regions_in_use{0};  // a lock-free "any DAX mapping at all?" for the I/O calls
 uint64_t g_next_id = 1;
 pthread_mutex_t g_connect_mu = PTHREAD_MUTEX_INITIALIZER;  // connects and grants (normal context)
 pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -144,6 +152,7 @@ Region* new_region_locked() {
     if (!r.used) {
       memset(&r, 0, sizeof r);
       r.used = true;
+      g_regions_in_use.fetch_add(1, std::memory_order_relaxed);
       r.id = g_next_id++;
       return &r;
     }
@@ -151,10 +160,14 @@ Region* new_region_locked() {
 }
 
 // Replaces [addr, addr + length) with an inaccessible placeholder (the pages refault).
+// Not inherited by a child (MADV_DONTFORK): a child that skipped the fork handler (a raw
+// clone) has nothing there, rather than the parent's device pages the daemon does not know of.
 bool placeholder(uintptr_t addr, size_t length) {
   void* p = sys_mmap(reinterpret_cast<void*>(addr), length, PROT_NONE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-  return p != MAP_FAILED;
+  if (p == MAP_FAILED) return false;
+  sys_madvise(p, length, MADV_DONTFORK);
+  return true;
 }
 
 bool daemon_gone(const Conn& c) {
@@ -276,38 +289,73 @@ bool start_agent(int ci) {
   return err == 0;
 }
 
-// Connects connection slot `ci` through `fd` (a file of that mount). Under g_connect_mu.
-bool connect_conn(int ci, int fd) {
-  Conn& c = g_conns[ci];
-  daxfs_dax_connect info;
-  memset(&info, 0, sizeof info);
-  if (ioctl(fd, DAXFS_IOC_DAX_CONNECT, &info) != 0 || info.abi != DAXFS_DAX_ABI) return false;
-  info.channel[sizeof info.channel - 1] = 0;
-  info.device[sizeof info.device - 1] = 0;
-  int cfd = shm_open(info.channel, O_RDWR | O_CLOEXEC, 0);
-  if (cfd < 0) return false;
-  void* p = sys_mmap(nullptr, sizeof(daxfs_dax_channel), PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
-  close(cfd);
-  if (p == MAP_FAILED) return false;
-  auto* chan = static_cast<daxfs_dax_channel*>(p);
-  if (chan->magic != DAXFS_DAX_MAGIC || chan->abi != DAXFS_DAX_ABI || chan->size != sizeof *chan) {
-    sys_munmap(p, sizeof *chan);
+// A fresh channel: a memfd sealed against shrinking and growing (the daemon maps it and must
+// never fault on it), not inherited by children, and a second open of it holding an OFD lock that
+// tells the daemon this process image lives (exec or exit closes it). False on failure.
+bool make_channel(int* mfd_out, int* lock_out, daxfs_dax_channel** chan_out) {
+  int mfd = static_cast<int>(syscall(SYS_memfd_create, "daxfs-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (mfd < 0) return false;
+  void* p = MAP_FAILED;
+  int lfd = -1;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", mfd);
+  struct flock lk;
+  memset(&lk, 0, sizeof lk);
+  lk.l_type = F_WRLCK;
+  lk.l_whence = SEEK_SET;
+  if (ftruncate(mfd, sizeof(daxfs_dax_channel)) != 0 ||
+      fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0 ||
+      (p = sys_mmap(nullptr, sizeof(daxfs_dax_channel), PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0)) ==
+          MAP_FAILED ||
+      (lfd = open(path, O_RDWR | O_CLOEXEC)) < 0 || fcntl(lfd, F_OFD_SETLK, &lk) != 0) {
+    if (p != MAP_FAILED) sys_munmap(p, sizeof(daxfs_dax_channel));
+    if (lfd >= 0) close(lfd);
+    close(mfd);
     return false;
   }
+  sys_madvise(p, sizeof(daxfs_dax_channel), MADV_DONTFORK);
+  *mfd_out = mfd;
+  *lock_out = lfd;
+  *chan_out = static_cast<daxfs_dax_channel*>(p);
+  return true;
+}
+
+// Connects connection slot `ci` through `fd` (a file of that mount) with a fresh channel and a
+// fresh session. Under g_connect_mu.
+bool connect_conn(int ci, int fd) {
+  Conn& c = g_conns[ci];
+  int mfd, lfd;
+  daxfs_dax_channel* chan;
+  if (!make_channel(&mfd, &lfd, &chan)) return false;
+  auto undo = [&] {
+    sys_munmap(chan, sizeof *chan);
+    close(lfd);
+    close(mfd);
+    return false;
+  };
+  daxfs_dax_connect info;
+  memset(&info, 0, sizeof info);
+  info.abi = DAXFS_DAX_ABI;
+  info.channel_fd = mfd;
+  if (ioctl(fd, DAXFS_IOC_DAX_CONNECT, &info) != 0 || info.abi != DAXFS_DAX_ABI) return undo();
+  info.device[sizeof info.device - 1] = 0;
+  if (__atomic_load_n(&chan->magic, __ATOMIC_ACQUIRE) != DAXFS_DAX_MAGIC || chan->size != sizeof *chan)
+    return undo();
   // Direct access needs the caller's own access to the device, as device-dax does.
   int devfd = open(info.device, O_RDWR | O_CLOEXEC);
   bool writable = devfd >= 0;
   if (devfd < 0) devfd = open(info.device, O_RDONLY | O_CLOEXEC);
-  if (devfd < 0) {
-    sys_munmap(p, sizeof *chan);
-    return false;
-  }
+  if (devfd < 0) return undo();
   if (c.devfd > 0) close(c.devfd);
   if (c.daemon_pidfd > 0) close(c.daemon_pidfd);
+  if (c.chan_fd > 0) close(c.chan_fd);
+  if (c.lock_fd > 0) close(c.lock_fd);
   c.devfd = devfd;
   c.dev_writable = writable;
   c.token = info.token;
   c.chan = chan;
+  c.chan_fd = mfd;
+  c.lock_fd = lfd;
   c.daemon_pidfd = static_cast<int>(syscall(SYS_pidfd_open, info.daemon_pid, 0));
   c.dead = false;
   c.daxfs = true;
@@ -359,6 +407,8 @@ int conn_for(int fd, const struct stat& st) {
     c.dev = st.st_dev;
     c.devfd = -1;
     c.daemon_pidfd = -1;
+    c.chan_fd = -1;
+    c.lock_fd = -1;
     c.chan = nullptr;
     c.daxfs = false;
     struct statfs sf;
@@ -423,15 +473,24 @@ FaultResult fault(uintptr_t addr, bool write, int* bus_code, uintptr_t* mapped_e
     *bus_code = BUS_ADRERR;
     return FaultResult::kBus;
   }
+  if (req.error == EAGAIN) return FaultResult::kRetry;  // layout breaks kept crossing: again
   if (req.error) {
     *bus_code = req.error == DAXFS_ERR_POISON ? BUS_MCEERR_AR : BUS_ADRERR;
     return FaultResult::kBus;
   }
   TableLock lock;
+  if (c.dead) {  // revoked for good (shutdown) while the reply was on its way
+    *bus_code = BUS_ADRERR;
+    return FaultResult::kBus;
+  }
   // A revoke posted since the daemon recorded this mapping may concern it: ask again.
   if (__atomic_load_n(&c.chan->revoke_posted, __ATOMIC_ACQUIRE) != req.r_revoke_seq) return FaultResult::kRetry;
   Region* r = find_region_locked(addr);
   if (!r || r->id != id) return FaultResult::kRetry;
+  if (r->dead) {
+    *bus_code = BUS_ADRERR;
+    return FaultResult::kBus;
+  }
   uint64_t from = req.r_offset > r->file_off ? req.r_offset : r->file_off;
   uint64_t to = req.r_offset + req.r_length;
   if (to > r->file_off + r->length) to = r->file_off + r->length;
@@ -447,12 +506,14 @@ FaultResult fault(uintptr_t addr, bool write, int* bus_code, uintptr_t* mapped_e
     p = sys_mmap(reinterpret_cast<void*>(va), to - from, prot | (r->prot & PROT_EXEC), MAP_SHARED | MAP_FIXED,
                  c.devfd, static_cast<off_t>(req.r_device + (from - req.r_offset)));
   } else {
-    p = sys_mmap(reinterpret_cast<void*>(va), to - from, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    p = sys_mmap(reinterpret_cast<void*>(va), to - from, PROT_READ | (r->prot & PROT_EXEC),
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
   }
   if (p == MAP_FAILED) {
     *bus_code = BUS_ADRERR;
     return FaultResult::kBus;
   }
+  sys_madvise(p, to - from, MADV_DONTFORK);  // a child gets its own mappings (after_fork_child)
   if (mapped_end) *mapped_end = va + (to - from);
   return FaultResult::kRetry;
 }
@@ -575,6 +636,7 @@ void forget_range_locked(uintptr_t addr, size_t length, Pending* pending) {
       if (pending && pending->count > 0) pending->items[pending->count - 1].close_fd = r.fd;
       else close(r.fd);
       r.used = false;
+      g_regions_in_use.fetch_sub(1, std::memory_order_relaxed);
     } else if (left && right) {
       Region* tail = new_region_locked();
       if (tail) {
@@ -628,6 +690,7 @@ int unmap(void* addr, size_t length) {
 }
 
 bool overlaps_region(uintptr_t addr, size_t length) {
+  if (g_regions_in_use.load(std::memory_order_relaxed) == 0) return false;
   TableLock lock;
   for (const Region& r : g_regions)
     if (r.used && r.addr < addr + length && addr < r.addr + r.length) return true;
@@ -644,7 +707,8 @@ int protect(void* addr, size_t length, int prot) {
     TableLock lock;
     for (const Region& r : g_regions) {
       if (!r.used || r.addr >= a + length || r.addr + r.length <= a) continue;
-      if ((prot & PROT_WRITE) && !(r.access & DAXFS_DAX_ACCESS_WRITE)) return errno = EACCES, -1;
+      if ((prot & PROT_WRITE) && (!(r.access & DAXFS_DAX_ACCESS_WRITE) || !g_conns[r.conn].dev_writable))
+        return errno = EACCES, -1;
     }
     // Split the regions at the range's ends, then give the range the new protection: its pages
     // refault with it (a zero page or a placeholder must never become writable memory).
@@ -679,6 +743,7 @@ int protect(void* addr, size_t length, int prot) {
         } else {
           close(r.fd);
           r.used = false;
+          g_regions_in_use.fetch_sub(1, std::memory_order_relaxed);
         }
         mid->prot = prot;
       } else {
@@ -814,8 +879,10 @@ void after_fork_child() {
   for (int i = 0; i < kMaxConns; i++) {
     Conn& c = g_conns[i];
     if (!c.used) continue;
-    if (c.chan) sys_munmap(c.chan, sizeof *c.chan);
-    c.chan = nullptr;
+    c.chan = nullptr;  // not inherited (MADV_DONTFORK); the descriptors are the parent's session's
+    if (c.chan_fd >= 0) close(c.chan_fd);
+    if (c.lock_fd >= 0) close(c.lock_fd);
+    c.chan_fd = c.lock_fd = -1;
     c.agent_running = false;
     if (!c.daxfs || c.dead) continue;
     c.daxfs = false;
@@ -835,13 +902,19 @@ void after_fork_child() {
   }
 }
 
+sigset_t g_fork_mask;  // the forking thread's signal mask, restored after the fork
+
 void before_fork() {
   pthread_mutex_lock(&g_connect_mu);
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &g_fork_mask);  // no handler may wait for g_lock meanwhile
   while (g_lock.exchange(1, std::memory_order_acquire)) sched_yield();
 }
 
 void after_fork_parent() {
   g_lock.store(0, std::memory_order_release);
+  pthread_sigmask(SIG_SETMASK, &g_fork_mask, nullptr);
   pthread_mutex_unlock(&g_connect_mu);
 }
 
@@ -850,6 +923,7 @@ void init_once() {
   pthread_atfork(before_fork, after_fork_parent, [] {
     g_lock.store(0);
     after_fork_child();
+    pthread_sigmask(SIG_SETMASK, &g_fork_mask, nullptr);
   });
 }
 

@@ -20,22 +20,25 @@ namespace {
 __attribute__((constructor)) void shim_init() { init(); }
 }  // namespace
 
-// I/O system calls given an address in a DAX mapping whose pages were revoked (and not touched
-// since): the kernel answers EFAULT, where a kernel DAX mapping would have faulted them in. Map
-// them and try once more.
+// I/O system calls whose buffer lies in a DAX mapping. The kernel holds the buffer's pages while
+// it copies (or DMAs) into or out of them; a layout break meanwhile must wait, as Linux's
+// dax_layout_busy_page() waits for page references, or the copy could land in a block already
+// given to another file. So the buffer is faulted in and pinned for the call (which also spares
+// the kernel an EFAULT on a revoked, untouched page). Other system calls are not covered
+// (docs/interface.md).
 namespace {
 template <typename Fn, typename... Args>
-ssize_t io_retry(const char* name, void* buf, size_t length, bool store, Args... args) {
+ssize_t io_pinned(const char* name, void* buf, size_t length, bool store, Args... args) {
   static Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+  if (length == 0 || !overlaps_region(reinterpret_cast<uintptr_t>(buf), length)) return real(args...);
+  bool pinned = daxfs_pin(buf, length, store ? DAXFS_CLIENT_PIN_WRITE : 0) == 0;
   ssize_t r = real(args...);
-  if (r < 0 && errno == EFAULT && length > 0 && overlaps_region(reinterpret_cast<uintptr_t>(buf), length)) {
-    populate(reinterpret_cast<uintptr_t>(buf), length, store);
-    r = real(args...);
-  }
+  int saved = errno;
+  if (pinned) daxfs_unpin(buf, length);
+  errno = saved;
   return r;
 }
 }  // namespace
-
 
 extern "C" {
 
@@ -85,23 +88,23 @@ __attribute__((visibility("default"))) int msync(void* addr, size_t length, int 
 }
 
 __attribute__((visibility("default"))) ssize_t read(int fd, void* buf, size_t n) {
-  return io_retry<ssize_t (*)(int, void*, size_t)>("read", buf, n, true, fd, buf, n);
+  return io_pinned<ssize_t (*)(int, void*, size_t)>("read", buf, n, true, fd, buf, n);
 }
 __attribute__((visibility("default"))) ssize_t write(int fd, const void* buf, size_t n) {
-  return io_retry<ssize_t (*)(int, const void*, size_t)>("write", const_cast<void*>(buf), n, false, fd, buf, n);
+  return io_pinned<ssize_t (*)(int, const void*, size_t)>("write", const_cast<void*>(buf), n, false, fd, buf, n);
 }
 __attribute__((visibility("default"))) ssize_t pread(int fd, void* buf, size_t n, off_t off) {
-  return io_retry<ssize_t (*)(int, void*, size_t, off_t)>("pread", buf, n, true, fd, buf, n, off);
+  return io_pinned<ssize_t (*)(int, void*, size_t, off_t)>("pread", buf, n, true, fd, buf, n, off);
 }
 __attribute__((visibility("default"))) ssize_t pread64(int fd, void* buf, size_t n, off_t off) {
-  return io_retry<ssize_t (*)(int, void*, size_t, off_t)>("pread64", buf, n, true, fd, buf, n, off);
+  return io_pinned<ssize_t (*)(int, void*, size_t, off_t)>("pread64", buf, n, true, fd, buf, n, off);
 }
 __attribute__((visibility("default"))) ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
-  return io_retry<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite", const_cast<void*>(buf), n, false, fd,
+  return io_pinned<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite", const_cast<void*>(buf), n, false, fd,
                                                                 buf, n, off);
 }
 __attribute__((visibility("default"))) ssize_t pwrite64(int fd, const void* buf, size_t n, off_t off) {
-  return io_retry<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite64", const_cast<void*>(buf), n, false, fd,
+  return io_pinned<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite64", const_cast<void*>(buf), n, false, fd,
                                                                   buf, n, off);
 }
 

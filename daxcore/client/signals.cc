@@ -2,6 +2,8 @@
 // own sigaction(SIGSEGV) instead of letting it replace ours) and chained to the program's
 // handler for every fault that is not a DAX fault.
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include <atomic>
@@ -13,8 +15,28 @@ namespace daxfs::client {
 namespace {
 
 using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
-struct sigaction g_program;  // the program's SIGSEGV disposition
+struct sigaction g_program;  // the program's SIGSEGV disposition, under g_program_lock
 std::atomic<bool> g_installed{false};
+std::atomic<int> g_program_lock{0};
+
+// g_program is read by the handler and written by the shim's sigaction: signals blocked while
+// either holds it.
+class ProgramLock {
+ public:
+  ProgramLock() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old_);
+    while (g_program_lock.exchange(1, std::memory_order_acquire)) sched_yield();
+  }
+  ~ProgramLock() {
+    g_program_lock.store(0, std::memory_order_release);
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t old_;
+};
 
 SigactionFn real_sigaction() {
   static SigactionFn fn = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
@@ -22,7 +44,11 @@ SigactionFn real_sigaction() {
 }
 
 void chain(int sig, siginfo_t* si, void* ucontext) {
-  struct sigaction prog = g_program;
+  struct sigaction prog;
+  {
+    ProgramLock lock;
+    prog = g_program;
+  }
   if (prog.sa_flags & SA_SIGINFO) {
     if (prog.sa_sigaction) return prog.sa_sigaction(sig, si, ucontext);
   } else if (prog.sa_handler != SIG_DFL && prog.sa_handler != SIG_IGN) {
@@ -48,15 +74,19 @@ void install_fault_handler() {
   struct sigaction sa, old;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_segv;
-  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+  // SA_NODEFER: a handler of the program's that runs while a thread waits for a DAX fault (a
+  // SIGALRM, say) may touch DAX memory itself and fault again.
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER;
   sigemptyset(&sa.sa_mask);
   if (real_sigaction()(SIGSEGV, &sa, &old) == 0) {
+    ProgramLock lock;
     if (!(old.sa_flags & SA_SIGINFO) || old.sa_sigaction != on_segv) g_program = old;
     g_installed = true;
   }
 }
 
 int set_program_handler(const struct sigaction* act, struct sigaction* old) {
+  ProgramLock lock;
   if (old) *old = g_program;
   if (act) g_program = *act;
   return 0;

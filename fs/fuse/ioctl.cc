@@ -289,9 +289,12 @@ void ioctl_fileinfo(fuse_req_t req, const IoctlCall& call) {
 void ioctl_dax_connect(fuse_req_t req, const IoctlCall& call) {
   Daemon& d = daemon_of(req);
   if (!d.dax) return void(fuse_reply_err(req, ENOTTY));
-  if (call.out_size < sizeof(daxfs_dax_connect)) return void(fuse_reply_err(req, EINVAL));
+  if (call.in_size < sizeof(daxfs_dax_connect) || call.out_size < sizeof(daxfs_dax_connect))
+    return void(fuse_reply_err(req, EINVAL));
+  daxfs_dax_connect in;
+  memcpy(&in, call.in_buf, sizeof in);
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  auto out = d.dax->connect(ctx->pid, ctx->uid, ctx->gid);
+  auto out = d.dax->connect(ctx->pid, ctx->uid, in);
   if (!out) return void(fuse_reply_err(req, out.error()));
   fuse_reply_ioctl(req, 0, &*out, sizeof *out);
 }

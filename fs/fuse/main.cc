@@ -159,7 +159,11 @@ int main(int argc, char** argv) {
   struct stat dev_st;
   if (stat(device.c_str(), &dev_st) != 0) die(device + ": " + strerror(errno));
   const std::string registry = daxfs::dax::Registry::name_for(dev_st.st_dev, dev_st.st_ino);
-  for (pid_t pid : daxfs::dax::Registry::reap(registry))
+  auto reaped = daxfs::dax::Registry::reap(registry);
+  if (!reaped)
+    die("the DAX registry /dev/shm/" + registry + " of a previous mount cannot be read, so the processes "
+        "that may still map the device cannot be found: make sure none runs, remove it, mount again");
+  for (pid_t pid : *reaped)
     fprintf(stderr, "daxfs: %s: killed pid %d, a DAX mapper of the previous mount\n", device.c_str(), pid);
 
   auto dev = daxfs::pmemdev::Device::open(device, {});

@@ -12,6 +12,8 @@
 //                             and prints what read(2) returns there
 //   storm FILE SECONDS        stores into random pages of the whole file for SECONDS, remapping
 //                             after each SIGBUS; prints "stores N sigbus M"
+//   exec FILE CMD ARGS...     maps FILE, touches it, prints "ready", then execs CMD (which maps
+//                             nothing: the daemon must not wait for, or kill, the new image)
 //   map-at FILE OFFSET        maps one page at file OFFSET (any value, e.g. 2^63 - 4096), loads
 //                             and stores it; prints "ok", "sigbus CODE" or the mmap error
 // Any SIGBUS not expected by the command prints "sigbus CODE ADDR" and exits 7.
@@ -222,6 +224,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "storm" && argc == 4) return storm(path, atof(argv[3]));
+  if (cmd == "exec" && argc >= 4) {
+    Mapping m = map_file(path, false);
+    volatile char sink = m.p[0];
+    (void)sink;
+    printf("ready\n");
+    execvp(argv[3], argv + 3);
+    die(argv[3]);
+  }
   if (cmd == "map-at" && argc == 4) {
     uint64_t off = strtoull(argv[3], nullptr, 0);
     int fd = open(path, O_RDWR);

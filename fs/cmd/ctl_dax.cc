@@ -1,6 +1,6 @@
 // daxfsctl run | mappers, and the DAX counters of `stat`: the DAX layer's commands. `run` starts
 // a program with the preload shim (daxcore/client/shim.cc); `mappers` and the counters read the
-// mount's DAX registry (daxcore/registry.h), which anyone may read.
+// mount's DAX registry (daxcore/registry.h), which the daemon's user (root) may read.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>

@@ -288,7 +288,7 @@ TEST_CASE("many processes map the same file and its clones: each sees its own fi
 }
 
 TEST_CASE("truncate, punch and reflink racing with stores in other processes keep the filesystem sound",
-          "[dax][fuse][slow]") {
+          "[dax][fuse][stress]") {
   Mount m("128M", "lease=2");
   {
     std::string f = m.path("race"), src = m.path("src");
@@ -323,7 +323,7 @@ TEST_CASE("truncate, punch and reflink racing with stores in other processes kee
   INFO(out);
 }
 
-TEST_CASE("shutdown with live mappers under stores, repeated, leaves a clean filesystem", "[dax][fuse][slow]") {
+TEST_CASE("shutdown with live mappers under stores, repeated, leaves a clean filesystem", "[dax][fuse][stress]") {
   for (int round = 0; round < 3; round++) {
     Mount m("64M", "lease=1");
     std::string f = m.path("f");

@@ -120,25 +120,10 @@ void futex_wait_ms(uint32_t* word, uint32_t seen, int ms) {
 }
 void futex_wake(uint32_t* word) { sys_futex(word, FUTEX_WAKE, INT32_MAX, nullptr); }
 
-// Signals blocked and the table lock held: the holder cannot be interrupted by a handler that
-// faults on a DAX page and would wait for it.
-class TableLock {
+// The table lock: signals blocked while held (client_internal.h, SignalSafeLock).
+class TableLock : public SignalSafeLock {
  public:
-  TableLock() {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old_);
-    while (g_lock.exchange(1, std::memory_order_acquire)) sched_yield();
-  }
-  ~TableLock() {
-    g_lock.store(0, std::memory_order_release);
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  TableLock(const TableLock&) = delete;
-  TableLock& operator=(const TableLock&) = delete;
-
- private:
-  sigset_t old_;
+  TableLock() : SignalSafeLock(g_lock) {}
 };
 
 Region* find_region_locked(uintptr_t addr) {

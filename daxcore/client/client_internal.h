@@ -2,13 +2,40 @@
 // fault entry point of the SIGSEGV handler and the calls the public API and the shim share.
 #pragma once
 
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+
+#include <atomic>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 namespace daxfs::client {
+
+// A spin lock taken with every signal blocked: no signal handler can run on the holder's thread
+// and wait for the lock it holds (a handler that touches DAX memory faults, and the fault path
+// takes these locks). Held only for table lookups and mmap calls, never across a wait.
+class SignalSafeLock {
+ public:
+  explicit SignalSafeLock(std::atomic<int>& word) : word_(word) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old_);
+    while (word_.exchange(1, std::memory_order_acquire)) sched_yield();
+  }
+  ~SignalSafeLock() {
+    word_.store(0, std::memory_order_release);
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SignalSafeLock(const SignalSafeLock&) = delete;
+  SignalSafeLock& operator=(const SignalSafeLock&) = delete;
+
+ private:
+  std::atomic<int>& word_;
+  sigset_t old_;
+};
 
 // The kernel's calls, never the interposed libc names.
 inline void* sys_mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset) {

@@ -19,23 +19,10 @@ struct sigaction g_program;  // the program's SIGSEGV disposition, under g_progr
 std::atomic<bool> g_installed{false};
 std::atomic<int> g_program_lock{0};
 
-// g_program is read by the handler and written by the shim's sigaction: signals blocked while
-// either holds it.
-class ProgramLock {
+// g_program is read by the handler and written by the shim's sigaction.
+class ProgramLock : public SignalSafeLock {
  public:
-  ProgramLock() {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old_);
-    while (g_program_lock.exchange(1, std::memory_order_acquire)) sched_yield();
-  }
-  ~ProgramLock() {
-    g_program_lock.store(0, std::memory_order_release);
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t old_;
+  ProgramLock() : SignalSafeLock(g_program_lock) {}
 };
 
 SigactionFn real_sigaction() {

@@ -490,10 +490,15 @@ void Bench::rows_copy() {
     interleave(r, jobs);
   }
   const char* names[3] = {"DAX", "device mapping", "page cache (dax=never)"};
+  // The note gives each side's range over the rounds: this machine's copy rates drift.
+  auto range = [](const std::vector<double>& v) {
+    auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    return fmt("%.0f", *lo) + "-" + fmt("%.0f", *hi);
+  };
   auto add = [&](const std::string& what, std::vector<double>* v, const char* f) {
     for (int t = 1; t < 3; t++)
       lines.push_back({what, fmt(f, median(v[0])), names[t], fmt(f, median(v[t])), median(v[0]) / median(v[t]),
-                       t == 1 ? ">= 0.95" : "", ""});
+                       t == 1 ? ">= 0.95" : "", "rounds: DAX " + range(v[0]) + ", baseline " + range(v[t])});
   };
   add("seq read (memcpy 1 MiB), MiB/s", rd, "%.0f");
   add("seq write (memcpy 1 MiB), MiB/s", wr, "%.0f");

@@ -70,7 +70,8 @@ enum {
 /* Request operations. */
 enum {
   DAXFS_OP_FAULT = 1, /* map [offset, offset+length) of ino from offset on; flags: WRITE */
-  DAXFS_OP_UNMAP = 2, /* the client no longer maps [offset, offset+length) of ino */
+  DAXFS_OP_UNMAP = 2, /* the client no longer maps [offset, offset+length) of ino at `address`
+                         (its other mappings of the range, at other addresses, stay) */
   DAXFS_OP_PIN = 3,   /* hold the blocks of the range (get_user_pages); flags: LONGTERM refused */
   DAXFS_OP_UNPIN = 4,
 };
@@ -95,7 +96,7 @@ struct daxfs_dax_request {
   uint64_t ino;
   uint64_t offset; /* file bytes, page-aligned */
   uint64_t length;
-  uint64_t address; /* where the client maps offset (informational: daxfsctl mappers) */
+  uint64_t address; /* where the client maps offset (daxfsctl mappers; UNMAP: which mapping) */
   uint32_t flags;
   uint32_t prot; /* PROT_* the client's mapping allows */
   /* Reply. */

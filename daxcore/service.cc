@@ -372,7 +372,7 @@ void DaxService::unmap(Session& s, const daxfs_dax_request& in) {
   std::vector<uint64_t> released;
   {
     std::lock_guard lock(mu_);
-    drop_locked(s, in.ino, in.offset, in.offset + in.length, kDeviceOrZero, released);
+    drop_locked(s, in.ino, in.offset, in.offset + in.length, kDeviceOrZero, released, in.address);
   }
   release(released);
 }
@@ -383,7 +383,7 @@ void DaxService::pin(Session& s, const daxfs_dax_request& in, daxfs_dax_request&
     std::vector<uint64_t> released;
     {
       std::lock_guard lock(mu_);
-      drop_locked(s, in.ino, in.offset, in.offset + in.length, kPinOnly, released);
+      drop_locked(s, in.ino, in.offset, in.offset + in.length, kPinOnly, released, in.address);
     }
     pins_cv_.notify_all();
     release(released);
@@ -473,7 +473,7 @@ DaxService::Added DaxService::add_record_locked(Session& s, const MappingEntry& 
 }
 
 void DaxService::drop_locked(Session& s, uint64_t ino, uint64_t offset, uint64_t end, uint32_t kinds,
-                             std::vector<uint64_t>& released) {
+                             std::vector<uint64_t>& released, std::optional<uint64_t> address) {
   auto it = inodes_.find(ino);
   if (it == inodes_.end()) return;
   auto& records = it->second.mappings;
@@ -485,7 +485,10 @@ void DaxService::drop_locked(Session& s, uint64_t ino, uint64_t offset, uint64_t
   for (auto r = from; r != to;) {
     MappingEntry& m = registry_->mapping(r->second);
     uint64_t m_end = m.offset + m.length;
-    if (!(kinds & (1u << uint32_t(m.kind))) || m_end <= offset || m.offset >= end) {
+    // One mapping maps every file offset o at base + o: a record is that mapping's when its
+    // address - offset is the mapping's.
+    bool other_mapping = address && m.address - m.offset != *address - offset;
+    if (!(kinds & (1u << uint32_t(m.kind))) || m_end <= offset || m.offset >= end || other_mapping) {
       ++r;
       continue;
     }

@@ -88,10 +88,11 @@ class DaxService : public LayoutSink {
   void fault(Session& s, const daxfs_dax_request& in, daxfs_dax_request& out);
   void unmap(Session& s, const daxfs_dax_request& in);
   void pin(Session& s, const daxfs_dax_request& in, daxfs_dax_request& out);
-  // Removes the session's records of `ino` within [offset, end) (of `kinds`), trimming the
-  // ones that straddle; inodes whose last record of this session went are added to `released`.
+  // Removes the session's records of `ino` within [offset, end) (of `kinds`; with `address`,
+  // only those of the mapping that maps `offset` there), trimming the ones that straddle;
+  // inodes whose last record of this session went are added to `released`.
   void drop_locked(Session& s, uint64_t ino, uint64_t offset, uint64_t end, uint32_t kinds,
-                   std::vector<uint64_t>& released);
+                   std::vector<uint64_t>& released, std::optional<uint64_t> address = std::nullopt);
   // Records `e` for session `s` (an identical record is not added twice). kFull: the registry or
   // the session's share of it is full. *first: this is the session's first record of the inode
   // (the caller's hold on the inode is kept for it).

@@ -614,7 +614,7 @@ void forget_range_locked(uintptr_t addr, size_t length, Pending* pending) {
     uintptr_t from = r.addr > addr ? r.addr : addr;
     uintptr_t to = r.addr + r.length < end ? r.addr + r.length : end;
     if (pending && pending->count < Pending::kMax) {
-      pending->items[pending->count++] = {r.conn, r.ino, r.file_off + (from - r.addr), to - from, -1};
+      pending->items[pending->count++] = {r.conn, r.ino, r.file_off + (from - r.addr), to - from, from, -1};
     }
     bool left = from > r.addr, right = to < r.addr + r.length;
     if (!left && !right) {
@@ -653,6 +653,7 @@ void finish_pending(const Pending& pending) {
       memset(&req, 0, sizeof req);
       req.op = DAXFS_OP_UNMAP;
       req.ino = it.ino, req.offset = it.offset, req.length = it.length;
+      req.address = it.address;  // which mapping of the range: the process may map it twice
       request(c, req);
     }
     if (it.close_fd >= 0) close(it.close_fd);
@@ -702,7 +703,7 @@ int protect(void* addr, size_t length, int prot) {
       uintptr_t from = r.addr > a ? r.addr : a;
       uintptr_t to = r.addr + r.length < a + length ? r.addr + r.length : a + length;
       if (pending.count < Pending::kMax)
-        pending.items[pending.count++] = {r.conn, r.ino, r.file_off + (from - r.addr), to - from, -1};
+        pending.items[pending.count++] = {r.conn, r.ino, r.file_off + (from - r.addr), to - from, from, -1};
       if (from > r.addr || to < r.addr + r.length) {
         // Carve [from, to) out as a region of its own.
         Region piece = r;

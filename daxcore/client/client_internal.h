@@ -76,6 +76,7 @@ struct Pending {
   struct Item {
     int conn;
     uint64_t ino, offset, length;
+    uintptr_t address;  // where the process mapped `offset`
     int close_fd;
   } items[kMax];
   int count = 0;

@@ -90,3 +90,14 @@ TEST_CASE("libpmemobj keeps a transaction on a daxfs file, with and without daxf
   m.stop();
   fsck_clean(m.device());
 }
+
+// The KNOWN BUG above, with nothing skipped: fails (seed 1 at op 222, a load through the
+// long-lived mapping returns stale bytes) until the unmap of a second mapping stops dropping
+// the first one's registry record. Hidden and outside [dax]: run it by its tag, [known-bug].
+TEST_CASE("dax_fsx on dax=always with short- and long-lived mappings of the same range together",
+          "[.known-bug]") {
+  Mount m("64M", "dax=always");
+  run_fsx(m.path("fsx"), 1, 2000);
+  m.stop();
+  fsck_clean(m.device());
+}

@@ -5,6 +5,8 @@
 // wholly past EOF must raise SIGBUS and touches inside EOF must not. The first mismatch ends the
 // run with the op number, the op, the offset and expected vs got, after the last ops done.
 //   dax_fsx [--seed N] [--ops N] [--size BYTES] [--skip KIND]... [--check-every N] [--trace] FILE
+// Built twice: dax_fsx calls the client library; dax_fsx_plain (DAX_FSX_PLAIN) calls plain
+// mmap/munmap/msync, for running under `daxfsctl run` (the preload shim routes them).
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <setjmp.h>
@@ -27,7 +29,37 @@
 #include <string>
 #include <vector>
 
+#ifndef DAX_FSX_PLAIN
 #include "daxcore/client/daxfs_client.h"
+#else
+#include <climits>
+#include <fstream>
+namespace {
+std::string g_file_real;  // the file's own path: a mapping backed by it is the kernel's
+int daxfs_client_init() { return 0; }
+void* daxfs_mmap(void* a, size_t n, int prot, int flags, int fd, off_t off) { return mmap(a, n, prot, flags, fd, off); }
+int daxfs_munmap(void* a, size_t n) { return munmap(a, n); }
+int daxfs_msync(void* a, size_t n, int flags) { return msync(a, n, flags); }
+int daxfs_flush(const void* a, size_t n) {
+  uintptr_t p = reinterpret_cast<uintptr_t>(a), start = p & ~uintptr_t{4095};
+  return msync(reinterpret_cast<void*>(start), n + (p - start), MS_SYNC);
+}
+// DAX when /proc/self/maps backs the address by anything but the file itself (the device, or
+// the layer's zero pages and placeholders).
+int daxfs_is_dax(const void* addr) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  while (std::getline(maps, line)) {
+    unsigned long lo, hi;
+    if (sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || a < lo || a >= hi) continue;
+    size_t slash = line.find('/');
+    return slash == std::string::npos || line.substr(slash) != g_file_real;
+  }
+  return 0;
+}
+}  // namespace
+#endif
 
 namespace {
 
@@ -485,6 +517,15 @@ int main(int argc, char** argv) {
   if (o.skip.size() >= static_cast<size_t>(kKinds)) usage();
   setvbuf(stdout, nullptr, _IOLBF, 0);
   printf("dax_fsx: seed %" PRIu64 " ops %ld size %" PRIu64 " file %s\n", o.seed, o.ops, o.size, o.file.c_str());
+#ifdef DAX_FSX_PLAIN
+  char real[PATH_MAX];
+  if (realpath(o.file.c_str(), real)) g_file_real = real;
+  else g_file_real = o.file;  // created by the run: resolved by its directory below
+  {
+    std::string dir = o.file.substr(0, o.file.rfind('/') + 1), base = o.file.substr(o.file.rfind('/') + 1);
+    if (realpath(dir.empty() ? "." : dir.c_str(), real)) g_file_real = std::string(real) + "/" + base;
+  }
+#endif
   if (daxfs_client_init() != 0) {
     perror("dax_fsx: daxfs_client_init");
     return 2;

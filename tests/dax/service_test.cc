@@ -28,6 +28,7 @@ using daxfs::Status;
 namespace {
 
 constexpr uint64_t kB = 4096;
+constexpr uint64_t kBase = 0x7f0000000000;  // where the fake client "maps" file offset 0
 
 // A file system of one kind of file: ino -> size and a run of blocks at a fixed device address
 // (written), or nothing (a hole). Counts holds; a hook runs inside iomap_begin.
@@ -128,6 +129,7 @@ class FakeClient {
     daxfs_dax_request& slot = chan_->requests[0];
     slot.op = op, slot.token = token_, slot.ino = ino, slot.offset = offset, slot.length = length;
     slot.flags = flags, slot.prot = PROT_READ | PROT_WRITE;
+    slot.address = kBase + offset;  // one mapping of the whole file, at kBase
     __atomic_store_n(&slot.state, DAXFS_REQ_SUBMITTED, __ATOMIC_RELEASE);
     __atomic_fetch_add(&chan_->doorbell, 1, __ATOMIC_RELEASE);
     syscall(SYS_futex, &chan_->doorbell, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);

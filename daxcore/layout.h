@@ -37,6 +37,13 @@ class LayoutSink {
   virtual void remapped(uint64_t ino) = 0;
   // The filesystem shut down: every mapping is revoked and every cache dropped.
   virtual void shut_down() = 0;
+  // Memory failure: the device page backing bytes [offset, offset + length) of file `ino` is
+  // poisoned (Linux's mf_dax_kill_procs for one owner). Every mapper loses the page and is
+  // signalled as its kill policy says; returns when they have let go (or were killed). The
+  // filesystem calls it once per owner: every reflink sharer of the page.
+  virtual void memory_failure(uint64_t ino, uint64_t offset, uint64_t length) {
+    (void)ino, (void)offset, (void)length;  // a sink that caches nothing has nothing to do
+  }
 };
 
 // Two sinks told the same things in turn (the daemon's kernel caches, then the DAX layer).
@@ -54,6 +61,10 @@ class LayoutTee : public LayoutSink {
   void shut_down() override {
     first_.shut_down();
     second_.shut_down();
+  }
+  void memory_failure(uint64_t ino, uint64_t offset, uint64_t length) override {
+    first_.memory_failure(ino, offset, length);
+    second_.memory_failure(ino, offset, length);
   }
 
  private:

@@ -40,7 +40,10 @@ struct DaxCounters {
   uint64_t revocations = 0;     // revokes posted to sessions
   uint64_t kills = 0;           // processes killed after the lease
   uint64_t pins = 0, pins_refused = 0;
-  uint64_t reserved[16] = {};
+  uint64_t poison_revocations = 0;  // memory failures that revoked a mapped page from a process
+  uint64_t poison_early = 0;        // ... of a process told to raise BUS_MCEERR_AO at once
+  uint64_t poison_late = 0;         // ... of a process that gets BUS_MCEERR_AR when it touches it
+  uint64_t reserved[13] = {};
 };
 
 struct RegistryHeader {

@@ -41,6 +41,7 @@ struct DaxOptions {
   std::string registry;    // the registry's name (Registry::name_for)
   uint64_t device_size = 0;
   uint32_t lease_ms = 5000;  // how long a revoke may take before the process is killed
+  bool mce_early = false;    // mce_kill=early: memory-failure victims get BUS_MCEERR_AO at once
 };
 
 class DaxService : public LayoutSink {
@@ -66,6 +67,7 @@ class DaxService : public LayoutSink {
   void break_layout(uint64_t ino, uint64_t offset, uint64_t length, LayoutChange why) override;
   void remapped(uint64_t) override {}
   void shut_down() override;
+  void memory_failure(uint64_t ino, uint64_t offset, uint64_t length) override;
 
   DaxCounters counters();
 

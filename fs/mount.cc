@@ -225,14 +225,33 @@ void Filesystem::notify_failure(uint64_t offset, uint64_t length, pmemdev::Failu
     shutdown("device pre-removal");
     return;
   }
-  // Issue 5 walks the rmap here. Until then: data poison is caught by reads (EIO); poison in
-  // metadata shuts the filesystem down rather than risk returning wrong data.
+  // xfs_dax_notify_failure(): the rmap says who owns the page; every owner's mappers (every
+  // reflink sharer's) lose it through the layout sink (the DAX layer signals them, the kernel
+  // cache drops its pages). Reads of it fail with EIO from now on (the device knows the poison).
   uint64_t block = offset / kBlockSize;
   bool metadata = block < sb_->journal_start + sb_->journal_blocks;
-  fprintf(stderr, "daxfs: %s: memory failure at device offset %llu+%llu%s\n", dev_->path().c_str(),
+  struct Owner {
+    uint64_t ino, offset;
+  };
+  std::vector<Owner> owners;
+  {
+    std::shared_lock lock(mu_);
+    uint64_t blocks = std::max<uint64_t>(1, (length + kBlockSize - 1) / kBlockSize);
+    for (const RmapRange& r : owners_.rmap().query(block, blocks)) {
+      for (const RmapOwner& o : r.owners) {
+        for (uint64_t b = 0; b < r.length; b++) owners.push_back({o.ino, (o.logical + b) * kBlockSize});
+      }
+    }
+  }
+  std::string who;
+  for (const Owner& o : owners) who += " inode " + std::to_string(o.ino) + " offset " + std::to_string(o.offset) + ";";
+  fprintf(stderr, "daxfs: %s: memory failure at device offset %llu+%llu:%s%s\n", dev_->path().c_str(),
           static_cast<unsigned long long>(offset), static_cast<unsigned long long>(length),
-          metadata ? " (superblock/journal)" : "");
+          owners.empty() ? " no file owns it" : who.c_str(), metadata ? " (superblock/journal)" : "");
   if (metadata) shutdown("poison in the superblock or journal");
+  if (layout_) {
+    for (const Owner& o : owners) layout_->memory_failure(o.ino, o.offset, kBlockSize);
+  }
 }
 
 }  // namespace daxfs::fs

@@ -23,6 +23,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -61,6 +62,9 @@
 #endif
 #ifndef BUS_MCEERR_AR
 #define BUS_MCEERR_AR 4
+#endif
+#ifndef BUS_MCEERR_AO
+#define BUS_MCEERR_AO 5
 #endif
 
 namespace daxfs::client {
@@ -201,8 +205,22 @@ bool request(Conn& c, daxfs_dax_request& req) {
 }
 
 // Applies one revoke to this process's regions of connection `ci`.
-void apply_revoke_locked(int ci, const daxfs_dax_revoke& rv) {
+// The memory-failure kill policy of this process: the mount's (mce_kill=), or its own
+// (DAXFS_MCE_KILL=early|late in the environment, daxfs_set_mce_kill, prctl(PR_MCE_KILL)).
+std::atomic<int> g_mce_policy{DAXFS_MCE_KILL_DEFAULT};
+
+// Early-kill signals to raise once g_lock is released: the pages' addresses in this process.
+struct EarlyKills {
+  static constexpr int kMax = 64;
+  uintptr_t addr[kMax];
+  int count = 0;
+};
+
+void apply_revoke_locked(int ci, const daxfs_dax_revoke& rv, EarlyKills* early) {
   uint64_t rv_end = rv.length > UINT64_MAX - rv.offset ? UINT64_MAX : rv.offset + rv.length;
+  int policy = g_mce_policy.load();
+  bool kill_now = policy == DAXFS_MCE_KILL_EARLY ||
+                  (policy == DAXFS_MCE_KILL_DEFAULT && (rv.flags & DAXFS_REVOKE_EARLY_KILL));
   for (Region& r : g_regions) {
     if (!r.used || r.conn != ci || (rv.ino != 0 && r.ino != rv.ino)) continue;
     uint64_t from = r.file_off > rv.offset ? r.file_off : rv.offset;
@@ -211,7 +229,31 @@ void apply_revoke_locked(int ci, const daxfs_dax_revoke& rv) {
     if (from >= to) continue;
     placeholder(r.addr + (from - r.file_off), to - from);
     if (rv.why == DAXFS_REVOKE_SHUTDOWN) r.dead = true;
+    // Poison: the page is gone from this process (its next touch faults, and the daemon answers
+    // "poisoned": BUS_MCEERR_AR). Early kill tells it now, with the page's address here.
+    if (rv.why == DAXFS_REVOKE_POISON && kill_now) {
+      for (uint64_t off = from & ~(kPage - 1); off < to && early->count < EarlyKills::kMax; off += kPage)
+        early->addr[early->count++] = r.addr + (off - r.file_off);
+    }
   }
+}
+
+// Raised on the agent thread itself: the kernel lets a thread send a signal with a kernel
+// si_code (BUS_MCEERR_AO) only to itself. BUS_MCEERR_AO is process-directed on Linux too (any
+// thread may take it); a program without a handler dies of it, as it would of the kernel's.
+void raise_early_kill(uintptr_t addr) {
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  si.si_signo = SIGBUS;
+  si.si_code = BUS_MCEERR_AO;
+  si.si_addr = reinterpret_cast<void*>(addr);
+  si.si_addr_lsb = 12;  // a 4 KiB page
+  sigset_t bus, old;
+  sigemptyset(&bus);
+  sigaddset(&bus, SIGBUS);
+  pthread_sigmask(SIG_UNBLOCK, &bus, &old);
+  syscall(SYS_rt_tgsigqueueinfo, getpid(), syscall(SYS_gettid), SIGBUS, &si);  // delivered here, now
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 void kill_conn_locked(int ci) {
@@ -239,10 +281,12 @@ void* agent_main(void* arg) {
     while (acked < posted) {
       daxfs_dax_revoke rv = chan->ring[(acked + 1) % DAXFS_DAX_RING];
       if (__atomic_load_n(&chan->ring[(acked + 1) % DAXFS_DAX_RING].seq, __ATOMIC_ACQUIRE) != acked + 1) break;
+      EarlyKills early;
       {
         TableLock lock;
-        apply_revoke_locked(ci, rv);
+        apply_revoke_locked(ci, rv, &early);
       }
+      for (int i = 0; i < early.count; i++) raise_early_kill(early.addr[i]);
       acked++;
       progressed = true;
     }
@@ -905,6 +949,10 @@ void after_fork_parent() {
 }
 
 void init_once() {
+  if (const char* p = getenv("DAXFS_MCE_KILL")) {
+    if (strcmp(p, "early") == 0) g_mce_policy = DAXFS_MCE_KILL_EARLY;
+    if (strcmp(p, "late") == 0) g_mce_policy = DAXFS_MCE_KILL_LATE;
+  }
   install_fault_handler();
   pthread_atfork(before_fork, after_fork_parent, [] {
     g_lock.store(0);
@@ -971,6 +1019,15 @@ int daxfs_unpin(const void* addr, size_t length) {
   init();
   return pin(addr, length, 0, true);
 }
+
+int daxfs_set_mce_kill(int policy) {
+  if (policy != DAXFS_MCE_KILL_DEFAULT && policy != DAXFS_MCE_KILL_EARLY && policy != DAXFS_MCE_KILL_LATE)
+    return errno = EINVAL, -1;
+  g_mce_policy = policy;
+  return 0;
+}
+
+int daxfs_get_mce_kill(void) { return g_mce_policy.load(); }
 
 int daxfs_is_dax(const void* addr) { return is_dax_address(reinterpret_cast<uintptr_t>(addr)) ? 1 : 0; }
 

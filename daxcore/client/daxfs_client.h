@@ -37,6 +37,16 @@ int daxfs_flush(const void* addr, size_t length);
 int daxfs_pin(const void* addr, size_t length, int flags);
 int daxfs_unpin(const void* addr, size_t length);
 
+/* Memory-failure kill policy of this process (Linux's prctl(PR_MCE_KILL)): EARLY raises SIGBUS
+ * BUS_MCEERR_AO as soon as a mapped page is poisoned; LATE raises BUS_MCEERR_AR when the page is
+ * touched; DEFAULT follows the mount's mce_kill=. Also set by DAXFS_MCE_KILL=early|late in the
+ * environment (daxfsctl run --early-kill / --late-kill) and, under the shim, by prctl(2). */
+#define DAXFS_MCE_KILL_DEFAULT 0
+#define DAXFS_MCE_KILL_EARLY 1
+#define DAXFS_MCE_KILL_LATE 2
+int daxfs_set_mce_kill(int policy);
+int daxfs_get_mce_kill(void);
+
 /* 1 if addr lies in a DAX mapping made by this library, else 0. Async-signal-safe. */
 int daxfs_is_dax(const void* addr);
 

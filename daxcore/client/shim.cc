@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "daxcore/client/client_internal.h"
 #include "daxcore/client/daxfs_client.h"
@@ -106,6 +107,23 @@ __attribute__((visibility("default"))) ssize_t pwrite(int fd, const void* buf, s
 __attribute__((visibility("default"))) ssize_t pwrite64(int fd, const void* buf, size_t n, off_t off) {
   return io_pinned<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite64", const_cast<void*>(buf), n, false, fd,
                                                                   buf, n, off);
+}
+
+// prctl(PR_MCE_KILL, PR_MCE_KILL_SET, EARLY|LATE|DEFAULT) also sets the DAX layer's policy
+// (the kernel's own setting is kept too).
+__attribute__((visibility("default"))) int prctl(int option, ...) {
+  va_list ap;
+  va_start(ap, option);
+  unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long);
+  unsigned long a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
+  va_end(ap);
+  if (option == PR_MCE_KILL && a2 == PR_MCE_KILL_CLEAR) daxfs_set_mce_kill(DAXFS_MCE_KILL_DEFAULT);
+  if (option == PR_MCE_KILL && a2 == PR_MCE_KILL_SET) {
+    daxfs_set_mce_kill(a3 == PR_MCE_KILL_EARLY  ? DAXFS_MCE_KILL_EARLY
+                       : a3 == PR_MCE_KILL_LATE ? DAXFS_MCE_KILL_LATE
+                                                : DAXFS_MCE_KILL_DEFAULT);
+  }
+  return static_cast<int>(syscall(SYS_prctl, option, a2, a3, a4, a5));
 }
 
 __attribute__((visibility("default"))) int sigaction(int sig, const struct sigaction* act,

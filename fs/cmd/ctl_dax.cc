@@ -114,7 +114,9 @@ nlohmann::json dax_counters_json(const std::string& mountpoint) {
           {"dax_faults_cow", c.faults_cow}, {"dax_faults_retried", c.faults_retried},
           {"dax_faults_failed", c.faults_failed}, {"dax_layout_breaks", c.layout_breaks},
           {"dax_revocations", c.revocations}, {"dax_kills", c.kills}, {"dax_pins", c.pins},
-          {"dax_pins_refused", c.pins_refused}, {"dax_lease_ms", snap->header.lease_ms}};
+          {"dax_pins_refused", c.pins_refused}, {"dax_poison_revocations", c.poison_revocations},
+          {"dax_poison_early", c.poison_early}, {"dax_poison_late", c.poison_late},
+          {"dax_lease_ms", snap->header.lease_ms}};
 }
 
 void register_dax_commands(CLI::App& app, int& status) {

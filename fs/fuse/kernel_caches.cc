@@ -50,6 +50,8 @@ void KernelCaches::remapped(uint64_t ino) {
   if (!fs_.is_dax(ino)) pages_.queue(nodeid(ino));
 }
 
+void KernelCaches::memory_failure(uint64_t ino, uint64_t, uint64_t) { pages_.queue(nodeid(ino)); }
+
 void KernelCaches::shut_down() {
   // Makes a shutdown visible to stat(2) too. Called with the filesystem's lock possibly held:
   // the walk runs on a thread of its own.

@@ -43,6 +43,7 @@ struct Args {
   std::vector<std::string> fuse_opts;  // passed through to libfuse
   unsigned long remount_flags = 0;
   uint32_t lease_ms = 5000;
+  bool mce_early = false;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -68,6 +69,7 @@ void parse_options(const std::string& list, Args& a) {
     } else if (opt.rfind("mce_kill=", 0) == 0) {
       std::string v = opt.substr(9);
       if (v != "early" && v != "late") die("invalid option mce_kill=" + v + " (early or late)");
+      a.mce_early = v == "early";
     } else if (opt.rfind("lease=", 0) == 0) {
       std::string v = opt.substr(6);
       char* end = nullptr;
@@ -191,6 +193,7 @@ int main(int argc, char** argv) {
   dax_opts.registry = registry;
   dax_opts.device_size = static_cast<uint64_t>(dev_st.st_size);
   dax_opts.lease_ms = a.lease_ms;
+  dax_opts.mce_early = a.mce_early;
   auto dax = daxfs::dax::DaxService::create(**fs, dax_opts, nullptr);
   if (!dax) die("cannot create the DAX registry /dev/shm/" + dax_opts.registry + ": " + strerror(dax.error()));
 

@@ -14,6 +14,10 @@
 //                             after each SIGBUS; prints "stores N sigbus M"
 //   exec FILE CMD ARGS...     maps FILE, touches it, prints "ready", then execs CMD (which maps
 //                             nothing: the daemon must not wait for, or kill, the new image)
+//   poison-watch FILE [still] maps the file, touches every page, prints "ready", then keeps
+//                             loading every page (or, with "still", touches nothing) and prints
+//                             each SIGBUS as "sigbus CODE page N lsb L" (N: page index in the
+//                             mapping); a page that raised one is skipped afterwards; SIGTERM ends
 //   map-at FILE OFFSET        maps one page at file OFFSET (any value, e.g. 2^63 - 4096), loads
 //                             and stores it; prints "ok", "sigbus CODE" or the mmap error
 // Any SIGBUS not expected by the command prints "sigbus CODE ADDR" and exits 7.
@@ -98,6 +102,51 @@ Mapping map_file(const char* path, bool store, int* fd_out = nullptr) {
     close(fd);
   }
   return {static_cast<char*>(p), span, static_cast<size_t>(st.st_size)};
+}
+
+char* g_watch_base = nullptr;
+volatile sig_atomic_t g_watch_skip[4096];
+
+void on_watch_bus(int, siginfo_t* si, void*) {
+  uintptr_t page = (reinterpret_cast<uintptr_t>(si->si_addr) - reinterpret_cast<uintptr_t>(g_watch_base)) / 4096;
+  char buf[96];
+  int n = snprintf(buf, sizeof buf, "sigbus %d page %lu lsb %d\n", si->si_code, static_cast<unsigned long>(page),
+                   static_cast<int>(si->si_addr_lsb));
+  (void)!write(1, buf, n);
+  if (page < 4096) g_watch_skip[page] = 1;
+  if (g_jump_armed) {  // raised by our own touch (action required): skip the page and go on
+    g_jump_armed = 0;
+    siglongjmp(g_jump, 1);
+  }
+}
+
+int poison_watch(const char* path, bool still) {
+  Mapping m = map_file(path, false);
+  g_watch_base = m.p;
+  struct sigaction sa{};
+  sa.sa_sigaction = on_watch_bus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGBUS, &sa, nullptr);
+  size_t pages = m.size / 4096;
+  volatile char sink = 0;
+  for (size_t i = 0; i < pages; i++) sink = sink + m.p[i * 4096];
+  printf("ready\n");
+  while (!g_stop) {
+    if (!still) {
+      for (size_t i = 0; i < pages && i < 4096; i++) {
+        if (g_watch_skip[i]) continue;
+        if (sigsetjmp(g_jump, 1) == 0) {
+          g_jump_armed = 1;
+          std::atomic_signal_fence(std::memory_order_seq_cst);
+          sink = sink + *static_cast<volatile char*>(m.p + i * 4096);
+          std::atomic_signal_fence(std::memory_order_seq_cst);
+          g_jump_armed = 0;
+        }
+      }
+    }
+    usleep(1000);
+  }
+  return 0;
 }
 
 int hold(const char* path, bool store, bool watch, bool sleep_only) {
@@ -224,6 +273,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "storm" && argc == 4) return storm(path, atof(argv[3]));
+  if (cmd == "poison-watch") return poison_watch(path, argc > 3 && std::string(argv[3]) == "still");
   if (cmd == "exec" && argc >= 4) {
     Mapping m = map_file(path, false);
     volatile char sink = m.p[0];

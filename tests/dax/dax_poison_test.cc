@@ -1,0 +1,135 @@
+// Memory failure through the DAX layer, end to end (fstests xfs/550-552 on reflink + DAX): a
+// poisoned page is taken from every process that maps it, in every reflink sharer; late-kill
+// processes get SIGBUS BUS_MCEERR_AR when they touch it, early-kill ones BUS_MCEERR_AO at once,
+// with si_addr the page's address in that process and si_addr_lsb 12; processes that do not map
+// the page are untouched; a handler can skip the page and go on. dax_tool poison-watch prints
+// "sigbus CODE page N lsb L" (N: the page's index in its mapping of the file).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tests/support/mount.h"
+#include "tests/support/proc.h"
+
+using namespace daxfs::test;
+
+namespace {
+
+constexpr int kAR = 4, kAO = 5;  // BUS_MCEERR_AR, BUS_MCEERR_AO
+
+std::string ctl() { return program("daxfsctl"); }
+
+std::unique_ptr<Proc> watch(const std::string& file, const std::string& policy = "", bool still = false) {
+  std::vector<std::string> argv = {ctl(), "run"};
+  if (!policy.empty()) argv.push_back(policy);
+  argv.insert(argv.end(), {"--", build_dir() + "/tests/dax/dax_tool", "poison-watch", file});
+  if (still) argv.push_back("still");
+  auto p = std::make_unique<Proc>(argv);
+  REQUIRE(p->line() == "ready");
+  return p;
+}
+
+std::string expect(int code, int page) {
+  return "sigbus " + std::to_string(code) + " page " + std::to_string(page) + " lsb 12";
+}
+
+void poison(const Mount& m, const std::string& file, uint64_t offset) {
+  std::string out;
+  INFO(out);
+  REQUIRE(run(ctl() + " inject-error " + m.mnt() + " --file " + file + " --file-offset " + std::to_string(offset),
+              &out) == 0);
+}
+
+bool read_fails(const std::string& path, off_t offset) {
+  int fd = open(path.c_str(), O_RDONLY);
+  char buf[4096];
+  ssize_t n = pread(fd, buf, sizeof buf, offset);
+  int e = errno;
+  close(fd);
+  return n < 0 && e == EIO;
+}
+
+}  // namespace
+
+TEST_CASE("xfs/550: a mapped file's poisoned page: late kill on touch, early kill at once", "[dax][fuse][poison]") {
+  Mount m;
+  std::string f = m.path("f"), g = m.path("g");
+  spit(f, std::string(16 * 4096, 'f'));
+  spit(g, std::string(16 * 4096, 'g'));
+  auto late = watch(f);
+  auto early = watch(f, "--early-kill", true);  // touches nothing: only an early kill can reach it
+  auto bystander = watch(g);
+  poison(m, f, 5 * 4096);
+  CHECK(late->line() == expect(kAR, 5));
+  CHECK(early->line() == expect(kAO, 5));
+  CHECK(bystander->line(300).empty());
+  // The page is gone for good (until cleared and rewritten); the rest of the file reads fine.
+  CHECK(read_fails(f, 5 * 4096));
+  CHECK_FALSE(read_fails(f, 4 * 4096));
+  CHECK(late->line(300).empty());  // the handler skipped the page and went on
+  for (auto* p : {late.get(), early.get(), bystander.get()}) {
+    p->signal(SIGTERM);
+    CHECK(p->wait() == 0);
+  }
+}
+
+TEST_CASE("xfs/551: a file and its full reflink copy, mapped by two processes: both lose the page",
+          "[dax][fuse][poison][reflink]") {
+  Mount m;
+  std::string a = m.path("a"), b = m.path("b");
+  spit(a, std::string(8 * 4096, 'a'));
+  REQUIRE(run(ctl() + " reflink " + a + " " + b) == 0);
+  auto pa = watch(a);
+  auto pb = watch(b);
+  poison(m, a, 3 * 4096);  // the block both files share
+  CHECK(pa->line() == expect(kAR, 3));
+  CHECK(pb->line() == expect(kAR, 3));
+  CHECK(read_fails(a, 3 * 4096));
+  CHECK(read_fails(b, 3 * 4096));
+}
+
+TEST_CASE("xfs/552: every second page shared: a shared page reaches both mappers, an unshared one only its own",
+          "[dax][fuse][poison][reflink]") {
+  Mount m;
+  std::string a = m.path("a"), b = m.path("b");
+  spit(a, std::string(16 * 4096, 'a'));
+  spit(b, std::string(16 * 4096, 'b'));
+  for (int page = 0; page < 16; page += 2) {
+    std::string off = std::to_string(page * 4096);
+    REQUIRE(run(ctl() + " reflink " + a + " " + b + " --src-offset " + off + " --dst-offset " + off +
+                " --length 4096") == 0);
+  }
+  auto pa = watch(a);
+  auto pb = watch(b);
+  poison(m, a, 4 * 4096);  // shared
+  CHECK(pa->line() == expect(kAR, 4));
+  CHECK(pb->line() == expect(kAR, 4));
+  poison(m, b, 7 * 4096);  // b's own
+  CHECK(pb->line() == expect(kAR, 7));
+  CHECK(pa->line(300).empty());
+  auto counters = nlohmann::json::parse([&] {
+    std::string out;
+    REQUIRE(run(ctl() + " stat " + m.mnt() + " --json", &out) == 0);
+    return out;
+  }())["dax_counters"];
+  CHECK(counters["dax_poison_revocations"] == 3);
+}
+
+TEST_CASE("the mount's mce_kill=early is every process's default; a process's own policy wins",
+          "[dax][fuse][poison]") {
+  Mount m("64M", "mce_kill=early");
+  std::string f = m.path("f");
+  spit(f, std::string(4 * 4096, 'e'));
+  Proc holder({ctl(), "run", "--", build_dir() + "/tests/dax/dax_tool", "sleep", f});
+  REQUIRE(holder.line() == "ready");
+  auto late = watch(f, "--late-kill", true);  // its own policy wins: nothing until it touches
+  poison(m, f, 4096);
+  CHECK(holder.line().rfind("sigbus 5 ", 0) == 0);  // dax_tool's handler: BUS_MCEERR_AO, then exit 7
+  CHECK(holder.wait() == 7);
+  CHECK(late->line(300).empty());
+}

@@ -37,6 +37,10 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
     return error(claimed.error());
   }
   fs->space_.set_journal(std::make_unique<Journal>(*fs->dev_, fs->sb_->journal_start, fs->sb_->journal_blocks));
+  // The allocator never hands out a poisoned block (until the poison is cleared).
+  pmemdev::Device* dev = fs->dev_.get();
+  fs->space_.set_poison_check(
+      [dev](uint64_t first, uint64_t count) { return dev->poisoned(first * kBlockSize, count * kBlockSize); });
   auto replayed = fs->space_.journal().recover();
   if (!replayed) {
     why = "the journal is corrupt (run fsck.daxfs)";

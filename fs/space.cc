@@ -1,6 +1,9 @@
 // Space: reserve, alloc and commit (fs/space.h).
 #include "fs/space.h"
 
+#include <algorithm>
+#include <vector>
+
 #include <cerrno>
 
 namespace daxfs::fs {
@@ -36,9 +39,34 @@ Status Space::reserve_locked(uint64_t blocks) const {
 }
 
 Result<BlockRange> Space::alloc_locked(uint64_t want, uint64_t goal) {
-  auto r = alloc_.alloc(want, goal);
-  if (r) counters_.blocks_allocated += r->length;
-  return r;
+  for (;;) {
+    auto r = alloc_.alloc(want, goal);
+    if (!r) {
+      // Out of space: retired blocks whose poison was cleared come back, then try again.
+      size_t before = retired_.size();
+      std::erase_if(retired_, [&](uint64_t b) {
+        if (poisoned_ && poisoned_(b, 1)) return false;
+        alloc_.free(b, 1);
+        return true;
+      });
+      if (retired_.size() != before) continue;
+      return r;
+    }
+    if (!poisoned_ || !poisoned_(r->start, r->length)) {
+      counters_.blocks_allocated += r->length;
+      return r;
+    }
+    uint64_t bad = r->start;
+    while (bad < r->end() && !poisoned_(bad, 1)) bad++;
+    if (r->end() > bad + 1) alloc_.free(bad + 1, r->end() - bad - 1);
+    retired_.push_back(bad);
+    if (bad > r->start) {
+      BlockRange good{r->start, bad - r->start};
+      counters_.blocks_allocated += good.length;
+      return good;
+    }
+    goal = bad + 1;
+  }
 }
 
 }  // namespace daxfs::fs

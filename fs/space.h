@@ -36,7 +36,15 @@ class Space {
   // operation may need beyond its estimate); statfs reports free space net of them.
   static constexpr uint64_t kReserveBlocks = 8;
   Status reserve_locked(uint64_t blocks) const;
+  // Never hands out a poisoned block: one found in a range the allocator picked is retired
+  // (kept used in memory only, never on the media) and the rest of the range goes back; retired
+  // blocks whose poison was cleared are given back when the allocator runs dry.
   Result<BlockRange> alloc_locked(uint64_t want, uint64_t goal);
+  // How to tell a poisoned range: set once at mount (the device's badblock list).
+  void set_poison_check(std::function<bool(uint64_t first, uint64_t count)> poisoned) {
+    poisoned_ = std::move(poisoned);
+  }
+  size_t retired_blocks() const { return retired_.size(); }
   // Commits `txn`; the blocks it frees become allocatable only then. A commit that fails (a
   // transaction too big for the journal: a bug in its bounds) shuts the filesystem down and
   // empties `txn`.
@@ -68,6 +76,8 @@ class Space {
   Allocator& alloc_;
   Counters& counters_;
   std::function<void(const std::string&)> shutdown_;
+  std::function<bool(uint64_t, uint64_t)> poisoned_;
+  std::vector<uint64_t> retired_;  // poisoned free blocks held back from the allocator
   std::unique_ptr<Journal> journal_;
 };
 

@@ -133,3 +133,29 @@ TEST_CASE("the mount's mce_kill=early is every process's default; a process's ow
   CHECK(holder.wait() == 7);
   CHECK(late->line(300).empty());
 }
+
+TEST_CASE("a poisoned block that is freed is never handed out again while poisoned", "[dax][fuse][poison]") {
+  Mount m("16M");
+  std::string x = m.path("x"), y = m.path("y");
+  spit(x, std::string(256 * 4096, 'x'));
+  auto fm = nlohmann::json::parse([&] {
+    std::string out;
+    REQUIRE(run(ctl() + " fiemap " + x + " --json", &out) == 0);
+    return out;
+  }());
+  uint64_t bad = fm["extents"][0]["physical"].get<uint64_t>() + 8 * 4096;
+  REQUIRE(run(ctl() + " inject-error " + m.mnt() + " --offset " + std::to_string(bad) + " --length 4096") == 0);
+  REQUIRE(unlink(x.c_str()) == 0);
+  // y takes the freed space: a store through a DAX mapping of every page works, no page is the bad one.
+  spit(y, "");
+  REQUIRE(truncate(y.c_str(), 512 * 4096) == 0);
+  std::string out;
+  REQUIRE(run(ctl() + " run -- " + build_dir() + "/tests/dax/dax_tool storm " + y + " 0.3", &out) == 0);
+  CHECK(out.rfind("stores ", 0) == 0);
+  CHECK(out.find("sigbus 0") != std::string::npos);
+  REQUIRE(run(ctl() + " fiemap " + y + " --json", &out) == 0);
+  for (auto& e : nlohmann::json::parse(out)["extents"]) {
+    uint64_t p = e["physical"], l = e["length"];
+    CHECK((bad < p || bad >= p + l));
+  }
+}

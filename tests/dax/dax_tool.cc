@@ -127,7 +127,7 @@ int poison_watch(const char* path, bool still) {
   sa.sa_sigaction = on_watch_bus;
   sa.sa_flags = SA_SIGINFO | SA_NODEFER;
   sigaction(SIGBUS, &sa, nullptr);
-  size_t pages = m.size / 4096;
+  size_t pages = (m.size + 4095) / 4096;
   volatile char sink = 0;
   for (size_t i = 0; i < pages; i++) sink = sink + m.p[i * 4096];
   printf("ready\n");

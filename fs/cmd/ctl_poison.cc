@@ -9,7 +9,12 @@
 #include <optional>
 #include <iostream>
 #include <memory>
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
+
+#include "daxcore/registry.h"
 #include <string>
 
 #include "fs/cmd/cli_util.h"
@@ -175,6 +180,22 @@ void register_poison_commands(CLI::App& app, int& status) {
     }
     if (!open_range(cmd, args, o)) return void(status = 1);
     bool held = o.device->held_elsewhere();
+    // Who maps the range through DAX now (the mount's registry): they lose the page.
+    nlohmann::json mappers = nlohmann::json::array();
+    if (held) {
+      struct stat st;
+      if (stat(o.device->path().c_str(), &st) == 0) {
+        if (auto snap = dax::Registry::read(dax::Registry::name_for(st.st_dev, st.st_ino))) {
+          for (const dax::MappingEntry& m : snap->mappings) {
+            if (m.kind == dax::MapKind::kZero || m.device >= o.offset + o.length || m.device + m.length <= o.offset)
+              continue;
+            uint64_t from = std::max(m.device, o.offset);
+            mappers.push_back({{"pid", m.pid}, {"ino", m.ino}, {"file_offset", m.offset + (from - m.device)},
+                               {"address", m.address + (from - m.device)}});
+          }
+        }
+      }
+    }
     auto seq = o.device->inject_error(o.offset, o.length);
     if (!seq) {
       print_error(cmd, std::string("cannot record poison: ") +
@@ -190,6 +211,7 @@ void register_poison_commands(CLI::App& app, int& status) {
                           {"length", sectors.sectors * pmemdev::kSectorSize},
                           {"held", held},
                           {"notified", notified},
+                          {"mappers", mappers},
                           {"badblocks", badblocks_json(*o.device)}};
       std::cout << j.dump(2) << "\n";
     } else {
@@ -200,6 +222,9 @@ void register_poison_commands(CLI::App& app, int& status) {
                 << (held ? (notified ? "; holder notified" : "; holder did not answer")
                          : "; device not held: recorded only")
                 << "\n";
+      for (auto& m : mappers)
+        std::cout << "  DAX mapper pid " << m["pid"] << " (inode " << m["ino"] << " offset " << m["file_offset"]
+                  << ") lost the page\n";
     }
     status = 0;
   });

@@ -67,7 +67,8 @@ void fill(const std::string& path, size_t size, char c) { spit(path, std::string
 bool no_mappings_of(const Mount& m, pid_t pid) {
   for (int i = 0; i < 200; i++) {
     bool found = false;
-    for (auto& r : json_of(ctl() + " mappers " + m.mnt() + " --json")["mappings"])
+    nlohmann::json rows = json_of(ctl() + " mappers " + m.mnt() + " --json")["mappings"];  // kept alive
+    for (auto& r : rows)
       if (r["pid"] == pid) found = true;
     if (!found) return true;
     usleep(10000);

@@ -229,6 +229,40 @@ void register_poison_commands(CLI::App& app, int& status) {
     status = 0;
   });
 
+  // remove-device: Linux's MF_MEM_PRE_REMOVE. The daemon revokes every DAX mapping (the next
+  // touch of one is SIGBUS) and shuts the filesystem down; what was persisted stays, and the
+  // next mount recovers.
+  auto removal = std::make_shared<std::string>();
+  sub = app.add_subcommand("remove-device", "emulate hot-unplug: revoke every DAX mapping, shut down");
+  sub->add_option("mountpoint", *removal, "a daxfs mount point")->required();
+  sub->callback([removal, &status] {
+    const char* cmd = "remove-device";
+    std::string mp;
+    auto dev_path = resolve_device(*removal, &mp);
+    if (!dev_path || mp.empty()) {
+      print_error(cmd, *removal + ": not a daxfs mount point");
+      return void(status = 1);
+    }
+    auto dev = open_target(cmd, *removal);
+    if (!dev) return void(status = 1);
+    if (!dev->held_elsewhere()) {
+      print_error(cmd, *removal + ": the device is not held by a mounted daxfs");
+      return void(status = 1);
+    }
+    auto seq = dev->notify_pre_remove();
+    if (!seq) {
+      print_error(cmd, std::string("cannot notify the holder: ") + strerror(seq.error()));
+      return void(status = 1);
+    }
+    if (!dev->wait_notified(*seq, kNotifyTimeoutMs)) {
+      print_error(cmd, "the holder did not acknowledge the removal");
+      return void(status = 1);
+    }
+    std::cout << *dev_path << ": removal announced; " << mp
+              << " is shut down and its DAX mappings are revoked (unmount it; the next mount recovers)\n";
+    status = 0;
+  });
+
   auto clear = std::make_shared<RangeArgs>();
   sub = app.add_subcommand("clear-error", "clear poison (ndctl clear-errors)");
   add_range_options(sub, *clear, true);

@@ -173,3 +173,26 @@ TEST_CASE("a poisoned block that is freed is never handed out again while poison
     CHECK((bad < p || bad >= p + l));
   }
 }
+
+TEST_CASE("remove-device revokes every DAX mapping and shuts down; the next mount has everything",
+          "[dax][fuse][poison]") {
+  Mount m;
+  std::string f = m.path("f");
+  spit(f, std::string(8 * 4096, 'r'));
+  Proc holder({ctl(), "run", "--", build_dir() + "/tests/dax/dax_tool", "hold", f});
+  REQUIRE(holder.line() == "ready");
+  std::string out;
+  REQUIRE(run(ctl() + " remove-device " + m.mnt(), &out) == 0);
+  INFO(out);
+  CHECK(holder.line().rfind("sigbus 2 ", 0) == 0);  // its next touch
+  CHECK(holder.wait() == 7);
+  int fd = open(f.c_str(), O_RDONLY);
+  char c;
+  CHECK((fd < 0 || pread(fd, &c, 1, 0) < 0));  // shut down: EIO
+  if (fd >= 0) close(fd);
+  CHECK(run(ctl() + " remove-device " + m.path("f")) != 0);  // a file is not a mount point
+  m.stop();
+  REQUIRE(run(program("fsck.daxfs") + " -n " + m.device(), &out) == 0);
+  m.start();
+  CHECK(slurp(f) == std::string(8 * 4096, 'r'));
+}

@@ -33,7 +33,8 @@
 #include "daxcore/client/daxfs_client.h"
 #else
 #include <climits>
-#include <fstream>
+
+#include "tests/dax/proc_maps.h"
 namespace {
 std::string g_file_real;  // the file's own path: a mapping backed by it is the kernel's
 int daxfs_client_init() { return 0; }
@@ -47,16 +48,8 @@ int daxfs_flush(const void* a, size_t n) {
 // DAX when /proc/self/maps backs the address by anything but the file itself (the device, or
 // the layer's zero pages and placeholders).
 int daxfs_is_dax(const void* addr) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  uintptr_t a = reinterpret_cast<uintptr_t>(addr);
-  while (std::getline(maps, line)) {
-    unsigned long lo, hi;
-    if (sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || a < lo || a >= hi) continue;
-    size_t slash = line.find('/');
-    return slash == std::string::npos || line.substr(slash) != g_file_real;
-  }
-  return 0;
+  auto path = daxfs::test::mapping_path(addr);
+  return path && *path != g_file_real;
 }
 }  // namespace
 #endif

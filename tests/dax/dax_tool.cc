@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/dax/proc_maps.h"
+
 #include <atomic>
 #include <climits>
 #include <cstdio>
@@ -53,18 +55,10 @@ volatile int g_bus_code = 0;
 // "dax" when the device file backs `addr` (a path other than the mapped file's), else "kernel".
 std::string backing(const void* addr, const char* file) {
   char real[PATH_MAX];
-  if (!realpath(file, real)) return "?";
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  uintptr_t a = reinterpret_cast<uintptr_t>(addr);
-  while (std::getline(maps, line)) {
-    unsigned long lo, hi;
-    if (sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || a < lo || a >= hi) continue;
-    size_t slash = line.find('/');
-    if (slash == std::string::npos) return "anonymous";
-    return line.substr(slash) == real ? "kernel" : "dax";
-  }
-  return "?";
+  auto path = daxfs::test::mapping_path(addr);
+  if (!realpath(file, real) || !path) return "?";
+  if (path->empty()) return "anonymous";
+  return *path == real ? "kernel" : "dax";
 }
 
 void on_bus(int, siginfo_t* si, void*) {

@@ -285,15 +285,21 @@ void DaxService::fault(Session& s, const daxfs_dax_request& in, daxfs_dax_reques
       err = DAXFS_ERR_BEYOND_EOF;
     } else {
       length = std::min(length, (*size + kPage - 1) / kPage * kPage - in.offset);
-      got = files_.iomap_begin(in.ino, in.offset, length, kIomapFault);
-      if (got && write && (got->map.type != IomapType::kMapped || (got->map.flags & kIomapShared))) {
+      // Reported (split where poison starts or ends): the answer from `offset` is one run of
+      // healthy or of poisoned pages, so a poisoned page further on does not fail this fault.
+      got = files_.iomap_begin(in.ino, in.offset, length, kIomapFault | kIomapReport);
+      bool poisoned = got && (got->map.flags & kIomapPoisoned);
+      if (got && write && !poisoned &&
+          (got->map.type != IomapType::kMapped || (got->map.flags & kIomapShared))) {
         // A store where blocks must be allocated, converted or copied: at most to the next 2 MiB
-        // boundary, as a PMD fault would (never the whole rest of a sparse mapping).
+        // boundary, as a PMD fault would (never the whole rest of a sparse mapping), and never
+        // past the healthy run (a copy from a poisoned block fails).
         bool shared = got->map.flags & kIomapShared;
+        uint64_t run = got->map.offset + got->map.length - in.offset;
         Status end = files_.iomap_end(in.ino, got->map, 0, kIomapFault);
         (void)end;
         uint64_t chunk_end = (in.offset / kChunk + 1) * kChunk;
-        got = files_.iomap_begin(in.ino, in.offset, std::min(length, chunk_end - in.offset),
+        got = files_.iomap_begin(in.ino, in.offset, std::min({length, chunk_end - in.offset, run}),
                                  kIomapFault | kIomapWrite);
         what = shared ? kCow : kAlloc;
       } else if (got && what != kAlloc && what != kCow) {  // an earlier try's copy counts
@@ -412,7 +418,7 @@ void DaxService::pin(Session& s, const daxfs_dax_request& in, daxfs_dax_request&
       generation = st.generation;
       st.inflight++;
     }
-    auto got = files_.iomap_begin(in.ino, in.offset, in.length, kIomapFault);
+    auto got = files_.iomap_begin(in.ino, in.offset, in.length, kIomapFault | kIomapReport);
     std::unique_lock lock(mu_);
     InodeState& st = inodes_[in.ino];
     st.inflight--;

@@ -196,3 +196,25 @@ TEST_CASE("remove-device revokes every DAX mapping and shuts down; the next moun
   m.start();
   CHECK(slurp(f) == std::string(8 * 4096, 'r'));
 }
+
+TEST_CASE("a file mapped after its page was poisoned: only that page raises SIGBUS, stores into it too",
+          "[dax][fuse][poison][reflink]") {
+  Mount m;
+  std::string a = m.path("a"), b = m.path("b");
+  spit(a, std::string(16 * 4096, 'a'));
+  REQUIRE(run(ctl() + " reflink " + a + " " + b) == 0);
+  poison(m, a, 5 * 4096);  // nobody maps it yet
+  // Maps every page eagerly: all but page 5 map; page 5 raises on its first touch (before "ready").
+  Proc pa({ctl(), "run", "--", build_dir() + "/tests/dax/dax_tool", "poison-watch", a});
+  CHECK(pa.line() == "sigbus 4 page 5 lsb 12");
+  CHECK(pa.line() == "ready");
+  CHECK(pa.line(300).empty());
+  std::string out;
+  // A store into the poisoned shared block of b: a copy-on-write cannot read it: BUS_MCEERR_AR.
+  REQUIRE(run(ctl() + " run -- " + build_dir() + "/tests/dax/dax_tool map-at " + b + " " + std::to_string(5 * 4096),
+              &out) == 0);
+  CHECK(out == "sigbus 4\n");
+  REQUIRE(run(ctl() + " run -- " + build_dir() + "/tests/dax/dax_tool map-at " + b + " " + std::to_string(6 * 4096),
+              &out) == 0);
+  CHECK(out == "ok\n");  // the next page copies fine
+}

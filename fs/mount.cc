@@ -147,6 +147,18 @@ Result<std::unique_ptr<Filesystem>> Filesystem::finish_mount(std::unique_ptr<Fil
     txn.write(0, &s, offsetof(SuperBlock, uuid));
     TRY(fs->space_.commit_locked(txn));
   }
+  // Poison recorded while unmounted: say whose data it is (reads of it fail with EIO; the
+  // allocator keeps free poisoned blocks back).
+  for (const auto& bad : fs->dev_->list_errors()) {
+    std::string who;
+    uint64_t first = bad.offset / kBlockSize, last = (bad.offset + bad.length + kBlockSize - 1) / kBlockSize;
+    for (const RmapRange& r : fs->owners_.rmap().query(first, last - first))  // mu_ held (above)
+      for (const RmapOwner& o : r.owners)
+        who += " inode " + std::to_string(o.ino) + " offset " + std::to_string(o.logical * kBlockSize) + ";";
+    fprintf(stderr, "daxfs: %s: poisoned at mount: device offset %llu+%llu:%s\n", fs->dev_->path().c_str(),
+            static_cast<unsigned long long>(bad.offset), static_cast<unsigned long long>(bad.length),
+            who.empty() ? " no file owns it" : who.c_str());
+  }
   return fs;
 }
 

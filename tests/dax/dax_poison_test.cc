@@ -218,3 +218,21 @@ TEST_CASE("a file mapped after its page was poisoned: only that page raises SIGB
               &out) == 0);
   CHECK(out == "ok\n");  // the next page copies fine
 }
+
+TEST_CASE("poison injected while unmounted: the mount succeeds, reads fail, a mapper gets BUS_MCEERR_AR",
+          "[dax][fuse][poison]") {
+  Mount m;
+  std::string f = m.path("f");
+  spit(f, std::string(8 * 4096, 'u'));
+  std::string out;
+  REQUIRE(run(ctl() + " fiemap " + f + " --json", &out) == 0);
+  uint64_t bad = nlohmann::json::parse(out)["extents"][0]["physical"].get<uint64_t>() + 2 * 4096;
+  m.stop();
+  REQUIRE(run(ctl() + " inject-error " + m.device() + " --offset " + std::to_string(bad) + " --length 4096") == 0);
+  m.start();
+  CHECK(read_fails(f, 2 * 4096));
+  CHECK_FALSE(read_fails(f, 3 * 4096));
+  Proc p({ctl(), "run", "--", build_dir() + "/tests/dax/dax_tool", "poison-watch", f});
+  CHECK(p.line() == "sigbus 4 page 2 lsb 12");
+  CHECK(p.line() == "ready");
+}

@@ -349,13 +349,23 @@ bool make_channel(int* mfd_out, int* lock_out, daxfs_dax_channel** chan_out) {
   return true;
 }
 
+// One line on stderr when a daxfs mount cannot give this process DAX (its mappings then go
+// through the kernel's page cache): the user should know the difference. Returns false.
+bool warn_no_dax(const char* what, int err) {
+  char line[256];
+  int n = snprintf(line, sizeof line, "daxfs-client: DAX unavailable, mapping through the page cache: %s: %s\n",
+                   what, strerror(err));
+  if (n > 0) (void)!write(2, line, static_cast<size_t>(n));
+  return false;
+}
+
 // Connects connection slot `ci` through `fd` (a file of that mount) with a fresh channel and a
 // fresh session. Under g_connect_mu.
 bool connect_conn(int ci, int fd) {
   Conn& c = g_conns[ci];
   int mfd, lfd;
   daxfs_dax_channel* chan;
-  if (!make_channel(&mfd, &lfd, &chan)) return false;
+  if (!make_channel(&mfd, &lfd, &chan)) return warn_no_dax("cannot make the channel", errno);
   auto undo = [&] {
     sys_munmap(chan, sizeof *chan);
     close(lfd);
@@ -366,7 +376,12 @@ bool connect_conn(int ci, int fd) {
   memset(&info, 0, sizeof info);
   info.abi = DAXFS_DAX_ABI;
   info.channel_fd = mfd;
-  if (ioctl(fd, DAXFS_IOC_DAX_CONNECT, &info) != 0 || info.abi != DAXFS_DAX_ABI) return undo();
+  if (ioctl(fd, DAXFS_IOC_DAX_CONNECT, &info) != 0 || info.abi != DAXFS_DAX_ABI) {
+    int e = errno;
+    undo();
+    // ENOTTY: a FUSE filesystem that is not daxfs (or one without the DAX layer): quietly not DAX.
+    return e == ENOTTY ? false : warn_no_dax("the daemon refused the connection", e);
+  }
   info.device[sizeof info.device - 1] = 0;
   if (__atomic_load_n(&chan->magic, __ATOMIC_ACQUIRE) != DAXFS_DAX_MAGIC || chan->size != sizeof *chan)
     return undo();
@@ -374,7 +389,11 @@ bool connect_conn(int ci, int fd) {
   int devfd = open(info.device, O_RDWR | O_CLOEXEC);
   bool writable = devfd >= 0;
   if (devfd < 0) devfd = open(info.device, O_RDONLY | O_CLOEXEC);
-  if (devfd < 0) return undo();
+  if (devfd < 0) {
+    int e = errno;
+    undo();
+    return warn_no_dax("cannot open the device file", e);
+  }
   if (c.devfd > 0) close(c.devfd);
   if (c.daemon_pidfd > 0) close(c.daemon_pidfd);
   if (c.chan_fd > 0) close(c.chan_fd);

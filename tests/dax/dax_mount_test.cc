@@ -63,9 +63,9 @@ std::string pread_str(const std::string& path, size_t n, off_t off) {
 
 void fill(const std::string& path, size_t size, char c) { spit(path, std::string(size, c)); }
 
-// Waits (up to 2 s) for the registry to list no mapping of `pid`.
-bool no_mappings_of(const Mount& m, pid_t pid) {
-  for (int i = 0; i < 200; i++) {
+// Waits (up to tries * 10 ms) for the registry to list no mapping of `pid`.
+bool no_mappings_of(const Mount& m, pid_t pid, int tries = 200) {
+  for (int i = 0; i <= tries; i++) {
     bool found = false;
     nlohmann::json rows = json_of(ctl() + " mappers " + m.mnt() + " --json")["mappings"];  // kept alive
     for (auto& r : rows)
@@ -184,6 +184,7 @@ TEST_CASE("a mapper that does not let go within the lease is killed before the b
   fill(f, 65536, 'k');
   Proc holder(dax_argv({"sleep", f}));
   REQUIRE(holder.line() == "ready");
+  REQUIRE_FALSE(no_mappings_of(m, holder.pid(), 0));  // it maps f through the DAX layer
   holder.signal(SIGSTOP);  // stopped: its agent cannot answer the revoke
   auto t0 = std::chrono::steady_clock::now();
   REQUIRE(truncate(f.c_str(), 0) == 0);

@@ -305,7 +305,21 @@ void* agent_main(void* arg) {
   return nullptr;
 }
 
+// DAXFS_MCE_KILL=early|late (daxfsctl run --early-kill / --late-kill), read when the first
+// session starts rather than at init: a runtime that maps memory before the environment is set
+// up (a sanitizer's) can run init that early.
+std::atomic<bool> g_mce_settled{false};  // the environment was read, or the program chose
+
+void read_mce_environment() {
+  if (g_mce_settled.exchange(true)) return;  // a daxfs_set_mce_kill() call wins
+  const char* p = getenv("DAXFS_MCE_KILL");
+  if (!p) return;
+  if (strcmp(p, "early") == 0) g_mce_policy = DAXFS_MCE_KILL_EARLY;
+  if (strcmp(p, "late") == 0) g_mce_policy = DAXFS_MCE_KILL_LATE;
+}
+
 bool start_agent(int ci) {
+  read_mce_environment();
   Conn& c = g_conns[ci];
   sigset_t all, old;
   sigfillset(&all);
@@ -968,10 +982,6 @@ void after_fork_parent() {
 }
 
 void init_once() {
-  if (const char* p = getenv("DAXFS_MCE_KILL")) {
-    if (strcmp(p, "early") == 0) g_mce_policy = DAXFS_MCE_KILL_EARLY;
-    if (strcmp(p, "late") == 0) g_mce_policy = DAXFS_MCE_KILL_LATE;
-  }
   install_fault_handler();
   pthread_atfork(before_fork, after_fork_parent, [] {
     g_lock.store(0);
@@ -1042,11 +1052,15 @@ int daxfs_unpin(const void* addr, size_t length) {
 int daxfs_set_mce_kill(int policy) {
   if (policy != DAXFS_MCE_KILL_DEFAULT && policy != DAXFS_MCE_KILL_EARLY && policy != DAXFS_MCE_KILL_LATE)
     return errno = EINVAL, -1;
+  g_mce_settled = true;
   g_mce_policy = policy;
   return 0;
 }
 
-int daxfs_get_mce_kill(void) { return g_mce_policy.load(); }
+int daxfs_get_mce_kill(void) {
+  read_mce_environment();
+  return g_mce_policy.load();
+}
 
 int daxfs_is_dax(const void* addr) { return is_dax_address(reinterpret_cast<uintptr_t>(addr)) ? 1 : 0; }
 

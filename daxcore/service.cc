@@ -308,7 +308,6 @@ void DaxService::fault(Session& s, const daxfs_dax_request& in, daxfs_dax_reques
       }
       if (!got) err = got.error();
     }
-    std::vector<uint64_t> none;
     std::unique_lock lock(mu_);
     if (!done_inflight()) {
       registry_->begin_update();

@@ -89,8 +89,6 @@ struct Conn {
   daxfs_dax_channel* chan;
   std::atomic<uint64_t> seq;
   pthread_t agent;
-  bool agent_running;
-  std::atomic<bool> agent_stop;
 };
 
 struct Region {
@@ -274,7 +272,10 @@ void* agent_main(void* arg) {
   Conn& c = g_conns[ci];
   daxfs_dax_channel* chan = c.chan;
   uint64_t acked = __atomic_load_n(&chan->revoke_acked, __ATOMIC_ACQUIRE);
-  while (!c.agent_stop.load()) {
+  // A reconnect gives the slot a new channel (and a new agent): this one then stops, and never
+  // acts on the new connection's state.
+  auto current = [&] { return __atomic_load_n(&c.chan, __ATOMIC_ACQUIRE) == chan; };
+  while (current()) {
     uint32_t bell = __atomic_load_n(&chan->revoke_bell, __ATOMIC_ACQUIRE);
     uint64_t posted = __atomic_load_n(&chan->revoke_posted, __ATOMIC_ACQUIRE);
     bool progressed = false;
@@ -297,6 +298,7 @@ void* agent_main(void* arg) {
     }
     if (daemon_gone(c) || (__atomic_load_n(&chan->dead, __ATOMIC_ACQUIRE) && acked >= posted)) {
       TableLock lock;
+      if (!current()) break;
       kill_conn_locked(ci);
       if (daemon_gone(c)) break;
     }
@@ -324,10 +326,8 @@ bool start_agent(int ci) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);  // the agent takes no signal of the program's
-  c.agent_stop = false;
   int err = pthread_create(&c.agent, nullptr, agent_main, reinterpret_cast<void*>(static_cast<intptr_t>(ci)));
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  c.agent_running = err == 0;
   if (err == 0) pthread_detach(c.agent);
   return err == 0;
 }
@@ -415,7 +415,7 @@ bool connect_conn(int ci, int fd) {
   c.devfd = devfd;
   c.dev_writable = writable;
   c.token = info.token;
-  c.chan = chan;
+  __atomic_store_n(&c.chan, chan, __ATOMIC_RELEASE);  // an older agent of this slot stops
   c.chan_fd = mfd;
   c.lock_fd = lfd;
   c.daemon_pidfd = static_cast<int>(syscall(SYS_pidfd_open, info.daemon_pid, 0));
@@ -446,7 +446,6 @@ int conn_for(int fd, const struct stat& st) {
         if (r.used && r.conn == found) again = false;
     }
     if (again) {
-      g_conns[found].agent_stop = true;
       found = -1 - 0;
       for (int i = 0; i < kMaxConns; i++)
         if (g_conns[i].used && g_conns[i].dev == st.st_dev) {
@@ -946,7 +945,6 @@ void after_fork_child() {
     if (c.chan_fd >= 0) close(c.chan_fd);
     if (c.lock_fd >= 0) close(c.lock_fd);
     c.chan_fd = c.lock_fd = -1;
-    c.agent_running = false;
     if (!c.daxfs || c.dead) continue;
     c.daxfs = false;
     if (fd_for[i] >= 0 && connect_conn(i, fd_for[i])) {

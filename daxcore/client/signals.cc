@@ -16,7 +16,6 @@ namespace {
 
 using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
 struct sigaction g_program;  // the program's SIGSEGV disposition, under g_program_lock
-std::atomic<bool> g_installed{false};
 std::atomic<int> g_program_lock{0};
 
 // g_program is read by the handler and written by the shim's sigaction.
@@ -68,7 +67,6 @@ void install_fault_handler() {
   if (real_sigaction()(SIGSEGV, &sa, &old) == 0) {
     ProgramLock lock;
     if (!(old.sa_flags & SA_SIGINFO) || old.sa_sigaction != on_segv) g_program = old;
-    g_installed = true;
   }
 }
 

@@ -1,7 +1,7 @@
-// What the DAX layer asks of the filesystem beyond iomap begin/end: a file's size (faults past
-// EOF get SIGBUS), whether it is a DAX file, and a hold on the inode while a process maps it (a
-// vma's reference to its file: an unlinked file's blocks stay allocated until its last mapper
-// lets go). Implemented by the filesystem, registered at mount; knows nothing of any filesystem.
+// What the DAX layer asks of the filesystem beyond iomap begin/end (which also answers "past
+// EOF?" for faults, under the same locks as the blocks): whether a file is a DAX file, and a hold
+// on the inode while a process maps it (a vma's reference to its file: an unlinked file's blocks
+// stay allocated until its last mapper lets go). Implemented by the filesystem, registered at mount; knows nothing of any filesystem.
 //
 // Thread-safety: called from any thread, without any lock of the DAX layer held.
 #pragma once
@@ -15,8 +15,6 @@ namespace daxfs::dax {
 
 class DaxFiles : public IomapOps {
  public:
-  // The file's size in bytes; ENOENT for a free inode, EINVAL for a non-regular file.
-  virtual Result<uint64_t> dax_file_size(uint64_t ino) = 0;
   // Whether opens of the file bypass the page cache (the mount's dax= and the file's flag).
   virtual bool dax_file(uint64_t ino) = 0;
   // Keeps the inode (and so its blocks) allocated until the matching release, even once it is

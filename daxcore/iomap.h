@@ -43,7 +43,8 @@ enum IomapOp : uint32_t {
   kIomapWrite = 1u << 0,    // store into the range: must come back kMapped and not shared
   kIomapZero = 1u << 1,     // zero the range
   kIomapUnshare = 1u << 2,  // give shared blocks private copies
-  kIomapFault = 1u << 3,    // a page fault of a DAX mapping (with kIomapWrite: a write fault)
+  kIomapFault = 1u << 3,    // a page fault of a DAX mapping (with kIomapWrite: a write fault):
+                            // the answer stops at EOF (rounded up to a page), ENXIO at or past it
   kIomapReport = 1u << 4,   // fiemap-style reporting: split at sharing and poison boundaries
 };
 
@@ -62,7 +63,9 @@ class IomapOps {
   // transaction: holes get zeroed written blocks, unwritten blocks are zeroed and converted,
   // shared blocks are copied (CoW) and the copy mapped; the answer is then kMapped, unshared.
   // Errors: ENOENT (no such inode), EINVAL (not a regular file), EIO (shut down, or poison in a
-  // block that had to be copied), ENOSPC, EFBIG (past the largest file offset), EROFS.
+  // block that had to be copied), ENOSPC, EFBIG (past the largest file offset), EROFS, ENXIO (a
+  // fault at or past EOF: the size is read under the same locks as the blocks, so a truncate
+  // is seen whole or not at all).
   virtual Result<IomapPair> iomap_begin(uint64_t ino, uint64_t offset, uint64_t length, uint32_t ops) = 0;
   // The caller is done with a mapping begin returned; `done` bytes of it were used.
   virtual Status iomap_end(uint64_t ino, const Iomap& map, uint64_t done, uint32_t ops) = 0;

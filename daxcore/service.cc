@@ -275,39 +275,32 @@ void DaxService::fault(Session& s, const daxfs_dax_request& in, daxfs_dax_reques
       if (st.mappings.empty() && st.inflight == 0) inodes_.erase(in.ino);
       return same;
     };
-    uint64_t length = in.length;
-    auto size = files_.dax_file_size(in.ino);
+    const uint64_t length = in.length;
     int err = 0;
-    Result<IomapPair> got = error(EIO);
-    if (!size) {
-      err = size.error();
-    } else if (in.offset >= (*size + kPage - 1) / kPage * kPage) {
-      err = DAXFS_ERR_BEYOND_EOF;
-    } else {
-      length = std::min(length, (*size + kPage - 1) / kPage * kPage - in.offset);
-      // Reported (split where poison starts or ends): the answer from `offset` is one run of
-      // healthy or of poisoned pages, so a poisoned page further on does not fail this fault.
-      got = files_.iomap_begin(in.ino, in.offset, length, kIomapFault | kIomapReport);
-      bool poisoned = got && (got->map.flags & kIomapPoisoned);
-      if (got && write && !poisoned &&
-          (got->map.type != IomapType::kMapped || (got->map.flags & kIomapShared))) {
-        // A store where blocks must be allocated, converted or copied: at most to the next 2 MiB
-        // boundary, as a PMD fault would (never the whole rest of a sparse mapping), and never
-        // past the healthy run (a copy from a poisoned block fails).
-        bool shared = got->map.flags & kIomapShared;
-        uint64_t run = got->map.offset + got->map.length - in.offset;
-        Status end = files_.iomap_end(in.ino, got->map, 0, kIomapFault);
-        (void)end;
-        uint64_t chunk_end = (in.offset / kChunk + 1) * kChunk;
-        got = files_.iomap_begin(in.ino, in.offset, std::min({length, chunk_end - in.offset, run}),
-                                 kIomapFault | kIomapWrite);
-        what = shared ? kCow : kAlloc;
-      } else if (got && what != kAlloc && what != kCow) {  // an earlier try's copy counts
-        what = got->map.type == IomapType::kHole ? kHole
-               : got->map.type == IomapType::kUnwritten ? kUnwritten : kMapped;
-      }
-      if (!got) err = got.error();
+    // The filesystem clips the answer to EOF (ENXIO past it) under its own locks: a size read
+    // here could be a truncate's "before" while the blocks are its "after". Reported (split
+    // where poison starts or ends): the answer from `offset` is one run of healthy or of
+    // poisoned pages, so a poisoned page further on does not fail this fault.
+    Result<IomapPair> got = files_.iomap_begin(in.ino, in.offset, length, kIomapFault | kIomapReport);
+    bool poisoned = got && (got->map.flags & kIomapPoisoned);
+    if (got && write && !poisoned &&
+        (got->map.type != IomapType::kMapped || (got->map.flags & kIomapShared))) {
+      // A store where blocks must be allocated, converted or copied: at most to the next 2 MiB
+      // boundary, as a PMD fault would (never the whole rest of a sparse mapping), and never
+      // past the healthy run (a copy from a poisoned block fails).
+      bool shared = got->map.flags & kIomapShared;
+      uint64_t run = got->map.offset + got->map.length - in.offset;
+      Status end = files_.iomap_end(in.ino, got->map, 0, kIomapFault);
+      (void)end;
+      uint64_t chunk_end = (in.offset / kChunk + 1) * kChunk;
+      got = files_.iomap_begin(in.ino, in.offset, std::min({length, chunk_end - in.offset, run}),
+                               kIomapFault | kIomapWrite);
+      what = shared ? kCow : kAlloc;
+    } else if (got && what != kAlloc && what != kCow) {  // an earlier try's copy counts
+      what = got->map.type == IomapType::kHole ? kHole
+             : got->map.type == IomapType::kUnwritten ? kUnwritten : kMapped;
     }
+    if (!got) err = got.error() == ENXIO ? DAXFS_ERR_BEYOND_EOF : got.error();
     std::unique_lock lock(mu_);
     if (!done_inflight()) {
       registry_->begin_update();
@@ -447,7 +440,7 @@ void DaxService::pin(Session& s, const daxfs_dax_request& in, daxfs_dax_request&
     if (got) (void)files_.iomap_end(in.ino, got->map, 0, kIomapFault);
     if (!keep_hold) files_.release_inode(in.ino);
     // Only written blocks pin (get_user_pages faults the rest in first: the library does).
-    if (!got) return void(out.error = got.error());
+    if (!got) return void(out.error = got.error() == ENXIO ? DAXFS_ERR_BEYOND_EOF : got.error());
     if (!ok) return void(out.error = got->map.flags & kIomapPoisoned ? DAXFS_ERR_POISON : EFAULT);
     if (full) return void(out.error = ENOMEM);
     return;

@@ -132,7 +132,6 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
   Status iomap_end(uint64_t ino, const dax::Iomap& map, uint64_t done, uint32_t ops) override;
   // The rest of the DAX layer's questions (daxcore/files.h; fs/iomap.cc). hold_inode pins the
   // inode as an operation does: an unlinked, forgotten file is released at the last release.
-  Result<uint64_t> dax_file_size(uint64_t ino) override;
   bool dax_file(uint64_t ino) override { return is_dax(ino); }
   Status hold_inode(uint64_t ino) override;
   void release_inode(uint64_t ino) override;

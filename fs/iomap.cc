@@ -92,12 +92,23 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
   length = std::min(length, kMaxFileSize - offset);  // no overflow of offset + length below
   uint64_t end = (offset + length - 1) / kBlockSize + 1;
   const bool fault = ops & dax::kIomapFault;
+  // A fault sees the size under the same locks as the blocks (dax_iomap_fault checks i_size
+  // under the MMAPLOCK): a size read before a truncate took the locks would map the zero page,
+  // or allocate blocks, past the new EOF.
+  auto clip_to_eof = [&](const Inode& in) -> Status {
+    if (!fault) return {};
+    uint64_t eof = (in.d.size + kBlockSize - 1) / kBlockSize;
+    if (first >= eof) return error(ENXIO);
+    end = std::min(end, eof);
+    return {};
+  };
   if (!(ops & (dax::kIomapWrite | dax::kIomapZero | dax::kIomapUnshare))) {
     InodeLock held = TRY(lock_inodes(ino, 0, fault ? LockMode::kFault : LockMode::kRead));
     std::shared_lock lock(mu_);
     TRY(check_alive());
     Inode* in = TRY(inodes_.find(ino));
     if (!in->is_reg()) return error(EINVAL);
+    TRY(clip_to_eof(*in));
     return dax::IomapPair{mapping_at_locked(*in, first, end, ops), {}};
   }
   // A fault holds the mapping lock shared (xfs_dax_fault's MMAPLOCK), and exclusive once it knows
@@ -109,6 +120,7 @@ Result<dax::IomapPair> Filesystem::iomap_begin(uint64_t ino, uint64_t offset, ui
     TRY(check_writable());
     Inode* in = TRY(inodes_.find(ino));
     if (!in->is_reg()) return error(EINVAL);
+    TRY(clip_to_eof(*in));
     dax::IomapPair out;
     dax::Iomap before = mapping_at_locked(*in, first, end, ops);
     // Fast path: already written and private (the common store fault).
@@ -157,14 +169,6 @@ Status Filesystem::iomap_end(uint64_t ino, const dax::Iomap& map, uint64_t done,
   // completion step: the blocks were written and zeroed by begin), so there is nothing to undo.
   (void)ino, (void)map, (void)done, (void)ops;
   return {};
-}
-
-Result<uint64_t> Filesystem::dax_file_size(uint64_t ino) {
-  std::shared_lock lock(mu_);
-  TRY(check_alive());
-  Inode* in = TRY(inodes_.find(ino));
-  if (!in->is_reg()) return error(EINVAL);
-  return in->d.size;
 }
 
 Status Filesystem::hold_inode(uint64_t ino) {

@@ -43,7 +43,7 @@ class FakeFiles : public dax::DaxFiles {
   std::map<uint64_t, int> holds;
   std::function<void()> in_begin;  // runs once, inside the next iomap_begin
 
-  Result<dax::IomapPair> iomap_begin(uint64_t ino, uint64_t offset, uint64_t length, uint32_t) override {
+  Result<dax::IomapPair> iomap_begin(uint64_t ino, uint64_t offset, uint64_t length, uint32_t ops) override {
     std::function<void()> hook;
     {
       std::lock_guard lock(mu);
@@ -53,6 +53,11 @@ class FakeFiles : public dax::DaxFiles {
     std::lock_guard lock(mu);
     auto it = files.find(ino);
     if (it == files.end()) return daxfs::error(ENOENT);
+    if (ops & dax::kIomapFault) {  // a fault stops at EOF (rounded up to a page)
+      uint64_t eof = (it->second.size + kB * 4 - 1) / (kB * 4) * (kB * 4);
+      if (offset >= eof) return daxfs::error(ENXIO);
+      length = std::min(length, eof - offset);
+    }
     dax::Iomap m;
     m.offset = offset;
     m.length = length;
@@ -63,12 +68,6 @@ class FakeFiles : public dax::DaxFiles {
     return dax::IomapPair{m, {}};
   }
   Status iomap_end(uint64_t, const dax::Iomap&, uint64_t, uint32_t) override { return {}; }
-  Result<uint64_t> dax_file_size(uint64_t ino) override {
-    std::lock_guard lock(mu);
-    auto it = files.find(ino);
-    if (it == files.end()) return daxfs::error(ENOENT);
-    return it->second.size;
-  }
   bool dax_file(uint64_t) override { return true; }
   Status hold_inode(uint64_t ino) override {
     std::lock_guard lock(mu);
@@ -204,6 +203,33 @@ TEST_CASE("a fault is answered from the filesystem's iomap and recorded; unmap r
   CHECK(r.r_prot == PROT_READ);
   CHECK(c.send(DAXFS_OP_FAULT, 11, 64 * kB, kB * 4).error == DAXFS_ERR_BEYOND_EOF);
   CHECK(c.send(DAXFS_OP_FAULT, 11, 0, 4 * kB, DAXFS_FAULT_WRITE).error == EACCES);  // read-only grant
+}
+
+TEST_CASE("a fault sees the size and the blocks of one moment: a truncate meanwhile is past EOF",
+          "[dax][service]") {
+  // The regression: the size was read before iomap_begin, the blocks after it; a truncate that
+  // ran in between (its break found no mapping yet) left a zero page mapped past the new EOF.
+  Fixture f;
+  FakeClient c;
+  c.connect(*f.service);
+  REQUIRE(f.service->grant(c.pid(), 11, true));
+  f.files.in_begin = [&] {  // the truncate completes while the fault waits for the file's locks
+    f.service->break_layout(11, 0, dax::kToEnd, dax::LayoutChange::kTruncate);
+    std::lock_guard lock(f.files.mu);
+    f.files.files[11].size = 0;
+  };
+  CHECK(c.send(DAXFS_OP_FAULT, 11, 0, 64 * kB).error == DAXFS_ERR_BEYOND_EOF);
+  CHECK(c.send(DAXFS_OP_FAULT, 11, 0, 4 * kB, DAXFS_FAULT_WRITE).error == DAXFS_ERR_BEYOND_EOF);
+  CHECK(f.files.held(11) == 0);  // no record, no hold
+  CHECK(f.service->counters().faults == 0);
+  // A shrink to a partial page: the answer stops at EOF rounded up to the page.
+  {
+    std::lock_guard lock(f.files.mu);
+    f.files.files[11].size = 5 * kB + 1;
+  }
+  auto r = c.send(DAXFS_OP_FAULT, 11, 0, 64 * kB);
+  CHECK(r.error == 0);
+  CHECK(r.r_length == 8 * kB);
 }
 
 TEST_CASE("a layout break revokes the mappers of the range and waits for their acknowledgement",

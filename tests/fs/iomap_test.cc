@@ -101,6 +101,27 @@ TEST_CASE("a write begin makes holes and unwritten blocks written zeros in one t
   CHECK(f.read_all(ino) == std::string(3 * kB, 'd') + std::string(3 * kB, '\0'));
 }
 
+TEST_CASE("a fault begin stops at EOF, read under the same locks as the blocks", "[fs][iomap]") {
+  FsFixture f;
+  uint64_t ino = f.make_file(f.root(), "f", std::string(2 * kB + 1, 'e'));  // EOF inside block 2
+  auto m = begin(f, ino, 0, 64 * kB, dax::kIomapFault);
+  CHECK(m.type == dax::IomapType::kMapped);
+  CHECK(m.length == 3 * kB);  // up to EOF rounded up to the block, not the 64 KiB asked
+  CHECK(f->iomap_begin(ino, 3 * kB, kB, dax::kIomapFault).error() == ENXIO);
+  // A store fault past EOF allocates nothing.
+  uint64_t free0 = f->statfs().f_bfree;
+  CHECK(f->iomap_begin(ino, 3 * kB, kB, dax::kIomapFault | dax::kIomapWrite).error() == ENXIO);
+  CHECK(f->statfs().f_bfree == free0);
+  // After a truncate to 0 nothing is within EOF; a plain (non-fault) begin still answers.
+  daxfs::fs::SetAttr cut;
+  cut.valid = daxfs::fs::SetAttr::kSize;
+  cut.size = 0;
+  REQUIRE(f->setattr(ino, cut));
+  CHECK(f->iomap_begin(ino, 0, kB, dax::kIomapFault).error() == ENXIO);
+  CHECK(f->iomap_begin(ino, 0, kB, dax::kIomapFault | dax::kIomapWrite).error() == ENXIO);
+  CHECK(begin(f, ino, 0, kB, dax::kIomapRead).type == dax::IomapType::kHole);
+}
+
 TEST_CASE("a write begin on shared blocks copies them and leaves the other sharer intact", "[fs][iomap][reflink]") {
   FsFixture f;
   std::string data(4 * kB, 's');

@@ -3,6 +3,7 @@
 // that no test leaves a process behind.
 #pragma once
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,6 +11,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -45,6 +48,35 @@ class Proc {
 
   pid_t pid() const { return pid_; }
   void signal(int sig) const { kill(pid_, sig); }
+  // Sends SIGSTOP and waits until every thread is stopped (kill(2) returns before they are: a
+  // thread that runs meanwhile, such as the DAX client's agent, may still answer a revoke).
+  bool stop(int timeout_ms = 5000) const {
+    kill(pid_, SIGSTOP);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (all_threads_stopped()) return true;
+      usleep(1000);
+    }
+    return false;
+  }
+
+  bool all_threads_stopped() const {
+    std::string dir = "/proc/" + std::to_string(pid_) + "/task";
+    DIR* d = opendir(dir.c_str());
+    if (!d) return false;
+    bool all = true, any = false;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream in(dir + "/" + e->d_name + "/stat");
+      std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      size_t paren = stat.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= stat.size()) continue;  // gone meanwhile
+      any = true;
+      if (stat[paren + 2] != 'T') all = false;
+    }
+    closedir(d);
+    return any && all;
+  }
 
   // The next line of output (without the newline); "" at EOF or after timeout_ms.
   std::string line(int timeout_ms = 10000) {

@@ -30,6 +30,23 @@ Status BlockOwners::sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t 
   return {};
 }
 
+Status BlockOwners::rewrite_refcounts_locked(Txn& txn) {
+  std::vector<uint64_t> fresh;
+  for (size_t i = 0; i < refcounts_.blocks_needed(); i++) {
+    auto r = space_.alloc_locked(1, 0);
+    if (!r) {
+      for (uint64_t b : fresh) space_.free_unreferenced_locked(b, 1);
+      return error(r.error());
+    }
+    fresh.push_back(r->start);
+  }
+  uint64_t head = refcount_head_;
+  auto persist = [this](void* dst, const void* src, size_t n) { dev_.memcpy_persist(dst, src, n); };
+  refcounts_.rewrite(txn, fresh, offsetof(SuperBlock, refcount_head), head, dev_.base(), persist);
+  refcount_head_ = head;
+  return {};
+}
+
 bool BlockOwners::shared_locked(uint64_t physical, uint64_t length) const {
   bool shared = false;
   rmap_.for_each_count(physical, length, [&](uint64_t, uint64_t, uint32_t c) { shared |= c >= 2; });

@@ -44,6 +44,9 @@ class BlockOwners {
 
   // Rewrites the persistent refcount records of a physical range to match the rmap.
   Status sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t length);
+  // Rewrites every refcount record into new blocks (a poisoned record block is rebuilt from
+  // memory); the old blocks are freed when `txn` commits.
+  Status rewrite_refcounts_locked(Txn& txn);
   // True when some block of the physical range has more than one owner.
   bool shared_locked(uint64_t physical, uint64_t length) const;
   // The blocks of file blocks [first, end) of `in` that have more than one owner.

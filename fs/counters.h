@@ -12,7 +12,7 @@ struct Counters {
   std::atomic<uint64_t> reads{0}, writes{0};
   std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
   std::atomic<uint64_t> blocks_allocated{0}, blocks_freed{0};
-  std::atomic<uint64_t> poison_events{0};
+  std::atomic<uint64_t> poison_events{0}, metadata_rebuilt{0};
   std::atomic<uint64_t> recovered_entries{0}, orphans_freed{0}, post_eof_trimmed{0};
   std::atomic<uint64_t> clones{0}, dedupes{0}, cow_blocks{0}, refcount_overflow_copies{0};
 };

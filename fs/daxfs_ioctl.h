@@ -22,7 +22,8 @@ struct daxfs_counters {
   uint64_t shutdown; /* 1 once shut down */
   uint64_t dax_mode; /* 0 always, 1 inode, 2 never */
   uint64_t clones, dedupes, cow_blocks, refcount_overflow_copies, post_eof_trimmed;
-  uint64_t reserved[11];
+  uint64_t metadata_rebuilt; /* poisoned metadata blocks rebuilt from memory */
+  uint64_t reserved[10];
 };
 #define DAXFS_IOC_COUNTERS _IOR(DAXFS_IOC_MAGIC, 1, struct daxfs_counters)
 

@@ -224,12 +224,22 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
   //              map the old blocks between the layout break and the remap).
   enum class LockMode { kRead, kLayout, kFault, kFaultCow };
 
-  // pmemdev::Holder.
+  // pmemdev::Holder (fs/notify_failure.cc).
   void notify_failure(uint64_t offset, uint64_t length, pmemdev::FailureKind kind) override;
+  // What a metadata block holds (for the failure notice's log and its rebuild).
+  enum class MetaKind { kNone, kSuper, kJournal, kInodes, kExtentMap, kDirectory, kSymlink, kXattr, kRefcount };
+  struct MetaOwner {
+    MetaKind kind;
+    uint64_t ino;  // the owning inode, 0 for filesystem-wide kinds
+  };
 
  private:
   Filesystem(std::unique_ptr<pmemdev::Device> device, const MountOptions& opts);
   static Status check_superblock(const pmemdev::Device& device, std::string& why);
+  // Memory failure in metadata (fs/notify_failure.cc); mu_ held exclusively. The rebuild of a
+  // poisoned block from memory in one transaction: what was done, or the error.
+  MetaOwner metadata_owner_locked(uint64_t block) const;
+  Result<std::string> rebuild_metadata_locked(uint64_t block, const MetaOwner& owner);
   // Orphans, post-EOF blocks, the superblock's mount state: the writes a mount makes.
   static Result<std::unique_ptr<Filesystem>> finish_mount(std::unique_ptr<Filesystem> fs,
                                                           const MountOptions& opts);

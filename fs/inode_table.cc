@@ -62,6 +62,14 @@ void InodeTable::adopt(Map inodes, std::vector<uint64_t> free_inos, uint64_t roo
   free_inos_ = std::move(free_inos);
   root_ = root;
   next_generation_ = next_generation;
+  // The chain as the Loader walked (and validated) it.
+  const auto* sb = reinterpret_cast<const SuperBlock*>(dev_.base());
+  for (uint64_t c = sb->first_chunk; c != 0 && !chunk_next_.count(c);) {
+    ChunkHeader ch;
+    memcpy(&ch, dev_.base() + c * kBlockSize, sizeof ch);
+    chunk_next_[c] = ch.next;
+    c = ch.next;
+  }
 }
 
 Result<Inode*> InodeTable::find(uint64_t ino) const {
@@ -99,6 +107,7 @@ Result<Inode*> InodeTable::new_inode_locked(Txn& txn, uint32_t mode, uint32_t ui
     Txn link;
     link.write(offsetof(SuperBlock, first_chunk), &head, sizeof head);
     TRY(space_.commit_locked(link));
+    chunk_next_[r.start] = ch.next;
     for (uint32_t slot = kInodesPerChunk - 1; slot >= 1; slot--) free_inos_.push_back(make_ino(r.start, slot));
   }
   uint64_t ino = free_inos_.back();

@@ -52,6 +52,9 @@ class InodeTable {
   Map::const_iterator begin() const { return inodes_.begin(); }
   Map::const_iterator end() const { return inodes_.end(); }
   const Inode& at(uint64_t ino) const { return *inodes_.at(ino); }
+  // The inode chunks (block -> the next chunk of the chain, 0 at its end): what each chunk's
+  // header says, kept in memory so that a poisoned chunk can be rewritten from it.
+  const std::unordered_map<uint64_t, uint64_t>& chunks() const { return chunk_next_; }
 
   // A new inode owned by uid/gid in a free slot, stored in `txn`: BSD group semantics under a
   // setgid parent, the parent's DAX flag, a new generation, all times now. A new chunk, when
@@ -67,6 +70,7 @@ class InodeTable {
   Space& space_;
   Map inodes_;
   std::vector<uint64_t> free_inos_;
+  std::unordered_map<uint64_t, uint64_t> chunk_next_;
   uint64_t root_ = 0;
   uint64_t next_generation_ = 1;
 };

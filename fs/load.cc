@@ -18,6 +18,15 @@ Loader::Loader(const LoadTarget& target, std::string& why)
 
 const char* Loader::block(uint64_t b) const { return t_.dev.base() + b * kBlockSize; }
 
+Status Loader::readable(uint64_t b, uint64_t n, const std::string& what) {
+  if (!t_.dev.poisoned(b * kBlockSize, n * kBlockSize)) return {};
+  why_ = "poisoned metadata: " + what + " (block " + num(b) + (n > 1 ? "+" + num(n) : "") +
+         ") cannot be read, and nothing holds it in memory while unmounted. `fsck.daxfs -n` lists the "
+         "poisoned blocks and their owners; `daxfsctl clear-error DEVICE --offset " + num(b * kBlockSize) +
+         " --length " + num(n * kBlockSize) + "`, then `fsck.daxfs -y`, repairs what it held";
+  return error(EIO);
+}
+
 Errno Loader::corrupt(const std::string& what) {
   why_ = what + " (run fsck.daxfs)";
   return error(EUCLEAN);
@@ -45,6 +54,7 @@ Status Loader::load_chunks() {
   for (uint64_t chunk = t_.sb.first_chunk; chunk != 0;) {
     if (!block_ok(chunk) || !t_.alloc.mark_used(chunk, 1))
       return corrupt("inode chunk " + num(chunk) + " is out of range or used twice");
+    TRY(readable(chunk, 1, "an inode chunk"));
     const char* p = block(chunk);
     ChunkHeader ch;
     memcpy(&ch, p, sizeof ch);
@@ -79,6 +89,7 @@ Status Loader::load_inode(Inode& in) {
   } else if (in.is_symlink()) {
     if (!block_ok(in.d.head) || !t_.alloc.mark_used(in.d.head, 1))
       return corrupt(who + " is a symlink with a bad target block");
+    TRY(readable(in.d.head, 1, "the target of symlink " + who));
     auto target = ondisk::decode_symlink(block(in.d.head), in.d.size);
     if (!target) return corrupt(who + " is a symlink that " + target.why());
     in.symlink = std::move(target).value();
@@ -138,6 +149,7 @@ Status Loader::load_xattrs(Inode& in, const std::string& who) {
   if (const char* why = ondisk::xattr_blob_error(in.d.xattr_block, in.d.xattr_length, area_))
     return corrupt(who + " has an xattr blob that " + why);
   if (!t_.alloc.mark_used(in.d.xattr_block, blocks)) return corrupt(who + " has an xattr blob in used blocks");
+  TRY(readable(in.d.xattr_block, blocks, "the xattrs of " + who));
   auto xattrs = ondisk::decode_xattrs({block(in.d.xattr_block), in.d.xattr_length}, in.is_dir());
   if (!xattrs) return corrupt(who + " has an xattr blob that " + xattrs.why());
   in.xattrs = std::move(xattrs).value();
@@ -150,6 +162,8 @@ Result<std::vector<uint64_t>> Loader::chain(const Inode& in, uint64_t magic) {
   for (uint64_t b = in.d.head; b != 0;) {
     if (!block_ok(b) || !t_.alloc.mark_used(b, 1))
       return corrupt("inode " + num(in.ino) + " record block out of range or used twice");
+    TRY(readable(b, 1, std::string(magic == kDirMagic ? "a directory block" : "an extent-map block") + " of inode " +
+                           num(in.ino)));
     RecordBlockHeader h;
     memcpy(&h, block(b), sizeof h);
     if (const char* why = ondisk::record_block_error(h, magic, in.ino))
@@ -166,6 +180,7 @@ Status Loader::load_refcounts() {
   for (uint64_t b = t_.sb.refcount_head, n = 0; b != 0; n++) {
     if (!block_ok(b) || !t_.alloc.mark_used(b, 1) || n > t_.sb.block_count)
       return corrupt("refcount block " + num(b) + " is out of range or used twice");
+    TRY(readable(b, 1, "a refcount record block"));
     RecordBlockHeader h;
     memcpy(&h, block(b), sizeof h);
     if (const char* why = ondisk::record_block_error(h, kRefcountMagic, 0))

@@ -54,6 +54,9 @@ class Loader {
 
   bool block_ok(uint64_t b) const { return area_.contains(b); }
   const char* block(uint64_t b) const;
+  // EIO, with the reason in `why`, when blocks [b, b + n) (metadata: `what`) are poisoned: the
+  // mount cannot read them and nothing holds them in memory yet.
+  Status readable(uint64_t b, uint64_t n, const std::string& what);
   Errno corrupt(const std::string& what);
 
   LoadTarget t_;

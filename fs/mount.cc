@@ -1,9 +1,10 @@
 // Mount: superblock checks, journal recovery, loading every inode's metadata (fs/load.cc),
-// freeing orphans; and unmount, shutdown, statfs and the holder's failure notice.
+// freeing orphans; and unmount, shutdown and statfs. The holder's failure notice: fs/notify_failure.cc.
 #include <sys/file.h>
 #include <syslog.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -41,10 +42,41 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
   pmemdev::Device* dev = fs->dev_.get();
   fs->space_.set_poison_check(
       [dev](uint64_t first, uint64_t count) { return dev->poisoned(first * kBlockSize, count * kBlockSize); });
+  // Poison in the journal: a committed transaction in poisoned blocks cannot be replayed (the
+  // mount refuses); anything else there is dead and gets a recovery write of zeros below.
+  const uint64_t jstart = fs->sb_->journal_start * kBlockSize, jbytes = fs->sb_->journal_blocks * kBlockSize;
+  bool heal_journal = false;
+  if (dev->poisoned(jstart, jbytes)) {
+    JournalHeader h;
+    memcpy(&h, dev->base() + jstart, sizeof h);
+    bool header_bad = dev->poisoned(jstart, kBlockSize);
+    bool live_bad = h.magic == kJournalMagic &&
+                    dev->poisoned(jstart, std::min<uint64_t>(jbytes, sizeof(JournalHeader) + h.bytes));
+    if (header_bad || live_bad) {
+      why = std::string("poisoned metadata: the journal's ") +
+            (header_bad ? "header" : "committed transaction") +
+            " cannot be read. `fsck.daxfs -n` lists the poisoned blocks; `daxfsctl clear-error DEVICE --offset " +
+            std::to_string(jstart) + " --length " + std::to_string(jbytes) + "`, then `fsck.daxfs -y`, repairs it";
+      return error(EIO);
+    }
+    heal_journal = opts.read_only == ReadOnly::kNo;
+  }
   auto replayed = fs->space_.journal().recover();
   if (!replayed) {
     why = "the journal is corrupt (run fsck.daxfs)";
     return error(replayed.error());
+  }
+  if (heal_journal) {
+    char zero[kBlockSize] = {};
+    for (uint64_t off = jstart; off < jstart + jbytes; off += kBlockSize) {
+      if (!dev->poisoned(off, kBlockSize)) continue;
+      if (Status st = dev->write(off, zero, sizeof zero); !st) {
+        why = "cannot rewrite a poisoned journal block: " + std::string(strerror(st.error()));
+        return error(st.error());
+      }
+      fprintf(stderr, "daxfs: %s: poisoned journal block at device offset %llu held nothing live: rewritten\n",
+              dev->path().c_str(), static_cast<unsigned long long>(off));
+    }
   }
   // The replay may have rewritten the superblock: check it again before trusting its geometry.
   TRY(check_superblock(*fs->dev_, why));
@@ -60,6 +92,11 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
 
 Status Filesystem::check_superblock(const pmemdev::Device& device, std::string& why) {
   const auto* sb = reinterpret_cast<const SuperBlock*>(device.base());
+  if (device.poisoned(0, kBlockSize)) {
+    why = "poisoned metadata: the superblock (block 0) cannot be read. `daxfsctl clear-error DEVICE --offset 0 "
+          "--length 4096`, then `fsck.daxfs -y`, repairs what it held";
+    return error(EIO);
+  }
   if (sb->magic != kSuperMagic) {
     why = "not a daxfs filesystem (no daxfs superblock; format it with mkfs.daxfs)";
     return error(EINVAL);
@@ -157,7 +194,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::finish_mount(std::unique_ptr<Fil
         who += " inode " + std::to_string(o.ino) + " offset " + std::to_string(o.logical * kBlockSize) + ";";
     fprintf(stderr, "daxfs: %s: poisoned at mount: device offset %llu+%llu:%s\n", fs->dev_->path().c_str(),
             static_cast<unsigned long long>(bad.offset), static_cast<unsigned long long>(bad.length),
-            who.empty() ? " no file owns it" : who.c_str());
+            who.empty() ? " free (kept back from the allocator while poisoned)" : who.c_str());
   }
   return fs;
 }
@@ -233,41 +270,6 @@ struct statvfs Filesystem::statfs() {
 uint64_t Filesystem::inode_count() {
   std::shared_lock lock(mu_);
   return inodes_.size();
-}
-
-void Filesystem::notify_failure(uint64_t offset, uint64_t length, pmemdev::FailureKind kind) {
-  counters_.poison_events++;
-  if (kind == pmemdev::FailureKind::kPreRemove) {
-    shutdown("device pre-removal");
-    return;
-  }
-  // xfs_dax_notify_failure(): the rmap says who owns the page; every owner's mappers (every
-  // reflink sharer's) lose it through the layout sink (the DAX layer signals them, the kernel
-  // cache drops its pages). Reads of it fail with EIO from now on (the device knows the poison).
-  uint64_t block = offset / kBlockSize;
-  bool metadata = block < sb_->journal_start + sb_->journal_blocks;
-  struct Owner {
-    uint64_t ino, offset;
-  };
-  std::vector<Owner> owners;
-  {
-    std::shared_lock lock(mu_);
-    uint64_t blocks = std::max<uint64_t>(1, (length + kBlockSize - 1) / kBlockSize);
-    for (const RmapRange& r : owners_.rmap().query(block, blocks)) {
-      for (const RmapOwner& o : r.owners) {
-        for (uint64_t b = 0; b < r.length; b++) owners.push_back({o.ino, (o.logical + b) * kBlockSize});
-      }
-    }
-  }
-  std::string who;
-  for (const Owner& o : owners) who += " inode " + std::to_string(o.ino) + " offset " + std::to_string(o.offset) + ";";
-  fprintf(stderr, "daxfs: %s: memory failure at device offset %llu+%llu:%s%s\n", dev_->path().c_str(),
-          static_cast<unsigned long long>(offset), static_cast<unsigned long long>(length),
-          owners.empty() ? " no file owns it" : who.c_str(), metadata ? " (superblock/journal)" : "");
-  if (metadata) shutdown("poison in the superblock or journal");
-  if (layout_) {
-    for (const Owner& o : owners) layout_->memory_failure(o.ino, o.offset, kBlockSize);
-  }
 }
 
 }  // namespace daxfs::fs

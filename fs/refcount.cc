@@ -1,6 +1,8 @@
 // Persistent refcount records (see refcount.h).
 #include "fs/refcount.h"
 
+#include <algorithm>
+
 #include <cstring>
 
 namespace daxfs::fs {
@@ -89,6 +91,36 @@ Status RefcountTable::sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t 
     }
   }
   return {};
+}
+
+void RefcountTable::rewrite(Txn& txn, const std::vector<uint64_t>& fresh, uint64_t head_offset, uint64_t& head,
+                            char* base, const std::function<void(void*, const void*, size_t)>& persist_copy) {
+  auto it = map_.begin();
+  uint64_t prev = 0;
+  std::vector<RecordLoc> free;
+  for (uint64_t b : fresh) {
+    char block[kBlockSize] = {};
+    RecordBlockHeader h{kRefcountMagic, 0, prev, 0};  // each new block links the one before it
+    memcpy(block, &h, sizeof h);
+    for (uint32_t slot = 0; slot < kRefcountsPerBlock; slot++) {
+      if (it == map_.end()) {
+        free.push_back({b, slot});
+        continue;
+      }
+      DiskRefcount r{it->first, static_cast<uint32_t>(it->second.length), it->second.count};
+      memcpy(block + sizeof h + slot * sizeof r, &r, sizeof r);
+      it->second.loc = {b, slot};
+      ++it;
+    }
+    persist_copy(base + b * kBlockSize, block, sizeof block);
+    prev = b;
+  }
+  for (uint64_t old : blocks_) txn.free_after_commit(old, 1);
+  head = prev;
+  txn.write(head_offset, &head, sizeof head);
+  blocks_ = fresh;
+  std::reverse(free.begin(), free.end());  // the lowest slot is taken first (from the back)
+  free_ = std::move(free);
 }
 
 }  // namespace daxfs::fs

@@ -40,6 +40,13 @@ class RefcountTable {
   Status sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t length, uint64_t head_offset,
               uint64_t& head, char* base, const BlockAllocator& alloc,
               const std::function<void(void*, const void*, size_t)>& persist_copy);
+  // Record blocks a rewrite() needs for the records held now.
+  size_t blocks_needed() const { return (map_.size() + kRefcountsPerBlock - 1) / kRefcountsPerBlock; }
+  // Writes every record into `fresh` (blocks_needed() new blocks, initialised in place and
+  // persisted while still unreachable), then points `head` at the new chain in `txn` and frees the
+  // old blocks after it commits: a poisoned record block is rebuilt from memory this way.
+  void rewrite(Txn& txn, const std::vector<uint64_t>& fresh, uint64_t head_offset, uint64_t& head, char* base,
+               const std::function<void(void*, const void*, size_t)>& persist_copy);
   // The recorded count of `block` (1 when mapped without a record; the caller knows which).
   uint32_t recorded(uint64_t block) const;
   const std::map<uint64_t, Record>& records() const { return map_; }

@@ -40,6 +40,9 @@ class Space {
   // (kept used in memory only, never on the media) and the rest of the range goes back; retired
   // blocks whose poison was cleared are given back when the allocator runs dry.
   Result<BlockRange> alloc_locked(uint64_t want, uint64_t goal);
+  // Blocks alloc_locked() handed out that nothing references yet (an operation gave up before
+  // linking them): free again at once.
+  void free_unreferenced_locked(uint64_t start, uint64_t length) { alloc_.free(start, length); }
   // How to tell a poisoned range: set once at mount (the device's badblock list).
   void set_poison_check(std::function<bool(uint64_t first, uint64_t count)> poisoned) {
     poisoned_ = std::move(poisoned);

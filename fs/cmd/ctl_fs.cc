@@ -91,7 +91,8 @@ void register_fs_commands(CLI::App& app, int& status) {
       j["counters"] = {{"transactions", c.transactions}, {"reads", c.reads}, {"writes", c.writes},
                        {"bytes_read", c.bytes_read}, {"bytes_written", c.bytes_written},
                        {"blocks_allocated", c.blocks_allocated}, {"blocks_freed", c.blocks_freed},
-                       {"poison_events", c.poison_events}, {"recovered_entries", c.recovered_entries},
+                       {"poison_events", c.poison_events}, {"metadata_rebuilt", c.metadata_rebuilt},
+                       {"recovered_entries", c.recovered_entries},
                        {"orphans_freed", c.orphans_freed}, {"post_eof_trimmed", c.post_eof_trimmed},
                        {"clones", c.clones}, {"dedupes", c.dedupes}, {"cow_blocks", c.cow_blocks},
                        {"refcount_overflow_copies", c.refcount_overflow_copies}};

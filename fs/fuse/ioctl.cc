@@ -158,6 +158,7 @@ void ioctl_counters(fuse_req_t req, const IoctlCall&) {
   out.bytes_read = c.bytes_read, out.bytes_written = c.bytes_written;
   out.blocks_allocated = c.blocks_allocated, out.blocks_freed = c.blocks_freed;
   out.poison_events = c.poison_events;
+  out.metadata_rebuilt = c.metadata_rebuilt;
   out.recovered_entries = c.recovered_entries, out.orphans_freed = c.orphans_freed;
   out.inodes = fs.inode_count();
   out.free_blocks = s.f_bfree, out.total_blocks = s.f_blocks;

@@ -2,7 +2,7 @@
 // with sharing, unwritten and poison flags; and inode -> path for reports.
 #include <algorithm>
 
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 #include "fs/filesystem.h"
 
 namespace daxfs::fs {

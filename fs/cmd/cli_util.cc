@@ -14,7 +14,7 @@
 #include <sstream>
 #include <vector>
 
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 
 namespace daxfs::cli {
 

@@ -19,7 +19,7 @@
 
 #include "fs/cmd/cli_util.h"
 #include "fs/cmd/ctl_commands.h"
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 #include "pmemdev/device.h"
 
 namespace daxfs::cli {

@@ -18,7 +18,7 @@
 
 #include "fs/cmd/cli_util.h"
 #include "fs/cmd/ctl_commands.h"
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 #include "fs/filesystem.h"
 
 namespace daxfs::cli {

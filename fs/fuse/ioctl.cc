@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "daxcore/protocol.h"
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 #include "fs/fuse/request.h"
 
 #ifndef XFS_IOC_GOINGDOWN

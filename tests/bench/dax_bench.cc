@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "daxcore/client/daxfs_client.h"
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 
 namespace {
 

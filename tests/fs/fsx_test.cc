@@ -17,7 +17,7 @@
 #include <sstream>
 #include <string>
 
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 #include "tests/support/fs_fixture.h"
 
 using daxfs::test::FsFixture;

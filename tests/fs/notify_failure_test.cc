@@ -11,7 +11,7 @@
 #include <catch2/catch.hpp>
 #include <set>
 
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 #include "tests/support/fs_fixture.h"
 
 #ifdef DAXFS_HAVE_FSCK

@@ -13,7 +13,7 @@
 #include <catch2/catch.hpp>
 #include <memory>
 
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 #include "tests/support/mount.h"
 
 #ifndef XFS_IOC_GOINGDOWN

@@ -13,7 +13,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 
 #ifndef XFS_IOC_GOINGDOWN
 #define XFS_IOC_GOINGDOWN _IOR('X', 125, uint32_t)

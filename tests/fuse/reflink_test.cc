@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "fs/daxfs_ioctl.h"
+#include "daxcore/daxfs_ioctl.h"
 #include "tests/support/mount.h"
 
 using namespace daxfs::test;

@@ -1,5 +1,7 @@
 /* daxfs public ioctl ABI (C and C++). Fixed-size _IOR/_IOW commands, because the FUSE kernel
  * forwards only those ("restricted" ioctls). Issue them on any file or directory of a daxfs mount.
+ * The filesystem implements them; it lives in daxcore/ because the client side (the preload
+ * shim, which answers FICLONE, FIEMAP and the like with them) must not include fs/ headers.
  * Stable: fields are only ever added in the reserved space, which callers must zero (EINVAL
  * otherwise). Access rules per command: docs/reflink.md. */
 #ifndef DAXFS_IOCTL_H

@@ -20,10 +20,12 @@ const char* Loader::block(uint64_t b) const { return t_.dev.base() + b * kBlockS
 
 Status Loader::readable(uint64_t b, uint64_t n, const std::string& what) {
   if (!t_.dev.poisoned(b * kBlockSize, n * kBlockSize)) return {};
+  const std::string& dev = t_.dev.path();
   why_ = "poisoned metadata: " + what + " (block " + num(b) + (n > 1 ? "+" + num(n) : "") +
-         ") cannot be read, and nothing holds it in memory while unmounted. `fsck.daxfs -n` lists the "
-         "poisoned blocks and their owners; `daxfsctl clear-error DEVICE --offset " + num(b * kBlockSize) +
-         " --length " + num(n * kBlockSize) + "`, then `fsck.daxfs -y`, repairs what it held";
+         ") cannot be read, and nothing holds it in memory while unmounted. `fsck.daxfs -n " + dev +
+         "` lists the poisoned blocks and their owners; `daxfsctl clear-error " + dev + " --offset " +
+         num(b * kBlockSize) + " --length " + num(n * kBlockSize) + "`, then `fsck.daxfs -y " + dev +
+         "`, repairs the structure (what the block held may be lost)";
   return error(EIO);
 }
 

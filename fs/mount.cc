@@ -55,8 +55,9 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
     if (header_bad || live_bad) {
       why = std::string("poisoned metadata: the journal's ") +
             (header_bad ? "header" : "committed transaction") +
-            " cannot be read. `fsck.daxfs -n` lists the poisoned blocks; `daxfsctl clear-error DEVICE --offset " +
-            std::to_string(jstart) + " --length " + std::to_string(jbytes) + "`, then `fsck.daxfs -y`, repairs it";
+            " cannot be read. `fsck.daxfs -n " + dev->path() + "` lists the poisoned blocks; `daxfsctl clear-error " +
+            dev->path() + " --offset " + std::to_string(jstart) + " --length " + std::to_string(jbytes) +
+            "`, then `fsck.daxfs -y " + dev->path() + "`, repairs the structure (the transaction may be lost)";
       return error(EIO);
     }
     heal_journal = opts.read_only == ReadOnly::kNo;
@@ -93,8 +94,9 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
 Status Filesystem::check_superblock(const pmemdev::Device& device, std::string& why) {
   const auto* sb = reinterpret_cast<const SuperBlock*>(device.base());
   if (device.poisoned(0, kBlockSize)) {
-    why = "poisoned metadata: the superblock (block 0) cannot be read. `daxfsctl clear-error DEVICE --offset 0 "
-          "--length 4096`, then `fsck.daxfs -y`, repairs what it held";
+    why = "poisoned metadata: the superblock (block 0) cannot be read. `daxfsctl clear-error " + device.path() +
+          " --offset 0 --length 4096`, then `fsck.daxfs -y " + device.path() +
+          "`, repairs the structure (what the block held may be lost)";
     return error(EIO);
   }
   if (sb->magic != kSuperMagic) {

@@ -92,6 +92,7 @@ Result<std::string> Filesystem::rebuild_metadata_locked(uint64_t block, const Me
     case MetaKind::kExtentMap:
     case MetaKind::kDirectory: {
       Inode& in = *inodes_.get(owner.ino);
+      TRY(space_.reserve_locked(1));  // an operation's reserve stays whole
       auto& blocks = in.record_blocks;  // creation order: each block's chain link is the one before
       size_t i = std::find(blocks.begin(), blocks.end(), block) - blocks.begin();
       BlockRange fresh = TRY(space_.alloc_locked(1, block));
@@ -135,6 +136,7 @@ Result<std::string> Filesystem::rebuild_metadata_locked(uint64_t block, const Me
     }
     case MetaKind::kSymlink: {
       Inode& in = *inodes_.get(owner.ino);
+      TRY(space_.reserve_locked(1));
       BlockRange fresh = TRY(space_.alloc_locked(1, block));
       char image[kBlockSize] = {};
       memcpy(image, in.symlink.data(), in.symlink.size());
@@ -147,11 +149,13 @@ Result<std::string> Filesystem::rebuild_metadata_locked(uint64_t block, const Me
     }
     case MetaKind::kXattr: {
       Inode& in = *inodes_.get(owner.ino);
+      TRY(space_.reserve_locked((in.d.xattr_length + kBlockSize - 1) / kBlockSize));
       TRY(xattrs_.store_locked(txn, in));  // a new blob; the old one is freed (and retired)
       TRY(space_.commit_locked(txn));
       return "moved to block " + std::to_string(in.d.xattr_block);
     }
     case MetaKind::kRefcount:
+      TRY(space_.reserve_locked(owners_.refcounts().blocks_needed()));
       TRY(owners_.rewrite_refcounts_locked(txn));
       TRY(space_.commit_locked(txn));
       return std::string("the record chain rewritten into new blocks");
@@ -182,7 +186,9 @@ void Filesystem::notify_failure(uint64_t offset, uint64_t length, pmemdev::Failu
         if (b >= first && b < last) data[b - first] = true;
     }
     for (uint64_t b = first; b < last && b < sb_->block_count; b++) {
-      if (data[b - first]) continue;
+      // Data, or a notice that is stale by now (cleared since, or delivered again after the
+      // device's event queue overflowed, of a block already rebuilt elsewhere): nothing to do.
+      if (data[b - first] || !mounted_ || !dev_->poisoned(b * kBlockSize, kBlockSize)) continue;
       MetaOwner m = metadata_owner_locked(b);
       if (m.kind == MetaKind::kNone) continue;  // free: the allocator keeps it back while poisoned
       std::string what = std::string(kind_name(m.kind)) + (m.ino ? " of inode " + std::to_string(m.ino) : "") +

@@ -59,6 +59,12 @@ inline void* sys_mremap(void* old_address, size_t old_size, size_t new_size, int
 // libc's sigaction (found past any interposer).
 int sys_sigaction(int sig, const struct sigaction* act, struct sigaction* old);
 
+// The calls FUSE never forwards, for files of a daxfs mount (remap.cc): true when the call was
+// answered (its return value in *result, errno set on failure), false when it is not ours (the
+// caller makes the real call).
+bool remap_ioctl(int fd, unsigned long req, void* arg, int* result);
+bool remap_fallocate(int fd, int mode, off_t offset, off_t len, int* result);
+
 enum class FaultResult { kRetry, kBus, kNotOurs };
 // Serves a fault at `addr` (a store if `write`). kRetry: return from the handler (the access
 // is retried); kBus: raise SIGBUS with *bus_code; kNotOurs: the program's own fault.

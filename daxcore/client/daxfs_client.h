@@ -47,6 +47,15 @@ int daxfs_unpin(const void* addr, size_t length);
 int daxfs_set_mce_kill(int policy);
 int daxfs_get_mce_kill(void);
 
+/* The calls the FUSE kernel never forwards, for files of a daxfs mount, with Linux's semantics
+ * and errnos (XFS's for the filesystem's own checks): ioctl(2) with FICLONE, FICLONERANGE,
+ * FIDEDUPERANGE, FS_IOC_FIEMAP or FS_IOC_GETFSMAP, and fallocate(2) with
+ * FALLOC_FL_UNSHARE_RANGE, FALLOC_FL_COLLAPSE_RANGE or FALLOC_FL_INSERT_RANGE. Any other request,
+ * and any file of another filesystem, gets the real system call. The preload shim routes
+ * ioctl(2) and fallocate(2) here. docs/reflink.md ("Through the shim"). */
+int daxfs_ioctl(int fd, unsigned long request, void* arg);
+int daxfs_fallocate(int fd, int mode, off_t offset, off_t len);
+
 /* 1 if addr lies in a DAX mapping made by this library, else 0. Async-signal-safe. */
 int daxfs_is_dax(const void* addr);
 

@@ -109,6 +109,27 @@ __attribute__((visibility("default"))) ssize_t pwrite64(int fd, const void* buf,
                                                                   buf, n, off);
 }
 
+// The ioctls and fallocate modes FUSE never forwards (remap.cc); everything else goes straight
+// to the kernel.
+__attribute__((visibility("default"))) int ioctl(int fd, unsigned long request, ...) {
+  va_list ap;
+  va_start(ap, request);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  int result;
+  if (remap_ioctl(fd, request, arg, &result)) return result;
+  return static_cast<int>(syscall(SYS_ioctl, fd, request, arg));
+}
+
+__attribute__((visibility("default"))) int fallocate(int fd, int mode, off_t offset, off_t len) {
+  int result;
+  if (remap_fallocate(fd, mode, offset, len, &result)) return result;
+  return static_cast<int>(syscall(SYS_fallocate, fd, mode, offset, len));
+}
+__attribute__((visibility("default"))) int fallocate64(int fd, int mode, off_t offset, off_t len) {
+  return fallocate(fd, mode, offset, len);
+}
+
 // prctl(PR_MCE_KILL, PR_MCE_KILL_SET, EARLY|LATE|DEFAULT) also sets the DAX layer's policy
 // (the kernel's own setting is kept too).
 __attribute__((visibility("default"))) int prctl(int option, ...) {

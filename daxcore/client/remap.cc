@@ -23,8 +23,11 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <map>
+#include <vector>
 
 #include "daxcore/client/client_internal.h"
 #include "daxcore/daxfs_ioctl.h"
@@ -304,16 +307,19 @@ bool key_after(const struct fsmap& r, const struct fsmap& k) {
 }
 
 // FS_IOC_GETFSMAP (xfs_ioc_getfsmap): the reverse map after the low key, up to the high key.
+// The daemon splits rows where the sharing count changes; XFS keeps one rmap record per owner
+// extent (shared if any of it is), so a file's contiguous pieces are merged back into one record
+// here. Each call reads the map from the device's start, so that a record merged across a page
+// boundary is never returned twice (xfs_io asks for 131072 records at once: one call).
 int getfsmap(int fd, const struct stat& st, struct fsmap_head* h) {
   if (h->fmh_iflags & ~FMH_IF_VALID) return fail(EINVAL);
   for (uint64_t r : h->fmh_reserved)
     if (r) return fail(EINVAL);
   for (const struct fsmap& k : h->fmh_keys)
-    if (k.fmr_reserved[0] || k.fmr_reserved[1] || k.fmr_reserved[2])
-      return fail(EINVAL);
+    if (k.fmr_reserved[0] || k.fmr_reserved[1] || k.fmr_reserved[2]) return fail(EINVAL);
   // xfs_ioc_getfsmap needs CAP_SYS_ADMIN.
   {
-    struct __user_cap_header {
+    struct {
       uint32_t version;
       int pid;
     } hdr{0x20080522, 0};
@@ -325,24 +331,15 @@ int getfsmap(int fd, const struct stat& st, struct fsmap_head* h) {
   const struct fsmap low = h->fmh_keys[0], high = h->fmh_keys[1];
   uint32_t dev = static_cast<uint32_t>((minor(st.st_dev) & 0xff) | (major(st.st_dev) << 8) |
                                        ((minor(st.st_dev) & ~0xffu) << 12));
-  uint32_t filled = 0, seen = 0;
-  bool have_prev = false, stop = false;
-  struct fsmap prev;
-  memset(&prev, 0, sizeof prev);
-  auto emit = [&](uint32_t extra) {
-    prev.fmr_flags |= extra;
-    seen++;
-    if (h->fmh_count == 0) return true;
-    if (filled >= h->fmh_count) return false;
-    h->fmh_recs[filled++] = prev;
-    return filled < h->fmh_count;
-  };
+  std::vector<struct fsmap> recs;
+  // Open data records by owner: the index of the one a contiguous next piece extends.
+  std::map<uint64_t, size_t> open;
   static daxfs_fsmap q;
   static pthread_mutex_t q_mu = PTHREAD_MUTEX_INITIALIZER;
   pthread_mutex_lock(&q_mu);
-  uint64_t at = low.fmr_physical & ~uint64_t{4095}, skip = 0;
+  uint64_t at = 0, skip = 0;
   int err = 0;
-  while (!stop) {
+  for (;;) {
     memset(&q, 0, sizeof q);
     q.start = at;
     q.end = high.fmr_physical == UINT64_MAX ? UINT64_MAX : high.fmr_physical + 1;
@@ -351,13 +348,14 @@ int getfsmap(int fd, const struct stat& st, struct fsmap_head* h) {
       err = errno;
       break;
     }
-    for (uint64_t i = 0; i < q.count && !stop; i++) {
+    for (uint64_t i = 0; i < q.count; i++) {
       const daxfs_fsmap_row& row = q.rows[i];
       struct fsmap r;
       memset(&r, 0, sizeof r);
       r.fmr_device = dev;
       r.fmr_physical = row.physical;
       r.fmr_length = row.length;
+      bool data = false;
       switch (row.kind) {
         case DAXFS_OWN_FREE: r.fmr_owner = FMR_OWN_FREE; r.fmr_flags = FMR_OF_SPECIAL_OWNER; break;
         case DAXFS_OWN_SUPER: r.fmr_owner = kOwnFs; r.fmr_flags = FMR_OF_SPECIAL_OWNER; break;
@@ -367,34 +365,57 @@ int getfsmap(int fd, const struct stat& st, struct fsmap_head* h) {
         case DAXFS_OWN_EXTENT_MAP: r.fmr_owner = row.ino; r.fmr_flags = FMR_OF_EXTENT_MAP; break;
         case DAXFS_OWN_XATTR: r.fmr_owner = row.ino; r.fmr_flags = FMR_OF_ATTR_FORK; break;
         default:  // data, directory and symlink blocks: the inode's own blocks
+          data = true;
           r.fmr_owner = row.ino;
           r.fmr_offset = row.logical;
           if (row.flags & DAXFS_EXTENT_UNWRITTEN) r.fmr_flags |= FMR_OF_PREALLOC;
           if (row.flags & DAXFS_EXTENT_SHARED) r.fmr_flags |= FMR_OF_SHARED;
           break;
       }
-      if (r.fmr_physical > high.fmr_physical) {
-        stop = true;
-        break;
+      if (data) {
+        auto it = open.find(r.fmr_owner);
+        if (it != open.end()) {
+          struct fsmap& o = recs[it->second];
+          if (o.fmr_physical + o.fmr_length == r.fmr_physical && o.fmr_offset + o.fmr_length == r.fmr_offset &&
+              (o.fmr_flags & FMR_OF_PREALLOC) == (r.fmr_flags & FMR_OF_PREALLOC)) {
+            o.fmr_length += r.fmr_length;
+            o.fmr_flags |= r.fmr_flags & FMR_OF_SHARED;
+            continue;
+          }
+        }
+        open[r.fmr_owner] = recs.size();
       }
-      if (!key_after(r, low)) continue;
-      if (have_prev && !emit(0)) stop = true;
-      prev = r;
-      have_prev = true;
+      recs.push_back(r);
     }
-    if (stop || q.count < DAXFS_FSMAP_MAX) break;
+    if (q.count < DAXFS_FSMAP_MAX) break;
     uint64_t last = q.rows[q.count - 1].physical;
-    skip = 0;
+    uint64_t same = 0;
     for (uint64_t i = 0; i < q.count; i++)
-      if (q.rows[i].physical == last) skip++;
-    skip += last == at ? q.skip : 0;
+      if (q.rows[i].physical == last) same++;
+    skip = last == at ? skip + same : same;
     at = last;
   }
-  bool complete = !err && !stop;
-  if (!err && have_prev && (h->fmh_count == 0 || filled < h->fmh_count)) emit(complete ? FMR_OF_LAST : 0);
   pthread_mutex_unlock(&q_mu);
   if (err) return fail(err);
-  h->fmh_entries = h->fmh_count == 0 ? seen : filled;
+  std::sort(recs.begin(), recs.end(), [](const struct fsmap& a, const struct fsmap& b) {
+    if (a.fmr_physical != b.fmr_physical) return a.fmr_physical < b.fmr_physical;
+    if (a.fmr_owner != b.fmr_owner) return a.fmr_owner < b.fmr_owner;
+    return a.fmr_offset < b.fmr_offset;
+  });
+  uint32_t filled = 0, total = 0;
+  size_t last_index = 0;
+  for (size_t i = 0; i < recs.size(); i++) {
+    if (recs[i].fmr_physical > high.fmr_physical || !key_after(recs[i], low)) continue;
+    total++;
+    last_index = i;
+  }
+  for (size_t i = 0; i < recs.size() && h->fmh_count > 0 && filled < h->fmh_count; i++) {
+    if (recs[i].fmr_physical > high.fmr_physical || !key_after(recs[i], low)) continue;
+    h->fmh_recs[filled] = recs[i];
+    if (i == last_index) h->fmh_recs[filled].fmr_flags |= FMR_OF_LAST;
+    filled++;
+  }
+  h->fmh_entries = h->fmh_count == 0 ? total : filled;
   h->fmh_oflags = FMH_OF_DEV_T;
   return 0;
 }

@@ -9,9 +9,11 @@
 //     poisoned block has 1 or N + 1 owners. Each mapper's SIGBUS handler (BUS_MCEERR_AO, early
 //     kill) reads CLOCK_MONOTONIC and reports it through a pipe; the clock starts just before
 //     pmemdev::Device::inject_error() (what `daxfsctl inject-error` calls), a fresh block per round.
-// (2) The notifier with ~1M extents mounted against a nearly empty filesystem: injection to the
-//     holder's acknowledgement (Device::wait_notified(): the daemon's notify_failure has returned),
-//     with no mapper and with one; and `daxfsctl inject-error --json` as a whole command.
+// (2) The notifier with ~1M extents mounted against a nearly empty filesystem:
+//     Filesystem::notify_failure timed in-process (before the daemon mounts the device), injection
+//     to the holder's acknowledgement (Device::wait_notified(): the daemon's notify_failure has
+//     returned) with no mapper and with one, `daxfsctl inject-error --json` as a whole command,
+//     the mount time and the daemon's RSS.
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -64,8 +66,10 @@ const char kUsage[] =
     "mappers signalled (SIGBUS BUS_MCEERR_AO, mce_kill=early; N = 1, 16, 64; one file or one\n"
     "reflink clone each), and the notifier's cost with ~1M extents mounted against an empty\n"
     "filesystem. Formats and mounts its own devices in DIR and removes them on exit.\n"
-    "  --quick      100k extents instead of 1M (1 GiB device instead of 8 GiB), 3 rounds\n"
-    "  --rounds N   rounds; figures are medians over them (default 5, 3 quick)\n"
+    "  --quick      100k extents instead of 1M (1 GiB devices instead of 8 GiB), 3 rounds, fewer\n"
+    "               samples: seconds (the full run: about a minute, 4 GiB of DIR)\n"
+    "  --rounds N   injections per mapper count (after a cold one) and daxfsctl runs; figures are\n"
+    "               medians over them (default 5, 3 quick)\n"
     "  --dir DIR    where the devices go (default /dev/shm)\n"
     "  --verbose    print every injection's CLOCK_MONOTONIC start and each mapper's signal time\n"
     "               (ms after it) on stderr, e.g. to cut a perf record -k mono trace\n";
@@ -87,12 +91,13 @@ struct Sizes {
   uint64_t extents;         // of the big filesystem: every other block of one file written
   std::string device_size;  // mkfs.daxfs -s, both devices
   int samples;              // no-mapper injections per filesystem
+  int mapper_samples;       // one-mapper injections per filesystem (after a cold one)
   int probes;               // in-process notify_failure calls per filesystem
 };
 
 Sizes sizes_for(bool quick) {
-  if (quick) return {100000, "1G", 21, 200};
-  return {1000000, "8G", 101, 1000};
+  if (quick) return {100000, "1G", 21, 7, 200};
+  return {1000000, "8G", 101, 21, 1000};
 }
 
 uint64_t now_ns() {
@@ -528,6 +533,7 @@ struct Record {
   int32_t code;    // si_code
   int64_t page;    // the page of its mapping that si_addr points into
   uint64_t t_ns;   // CLOCK_MONOTONIC when the handler ran
+  uint64_t cpu_ns; // CLOCK_THREAD_CPUTIME_ID of the thread it ran on (the client's agent)
 };
 
 int g_report_fd = -1;
@@ -535,10 +541,13 @@ int32_t g_index = -1;
 uintptr_t g_base = 0;
 
 extern "C" void on_sigbus(int, siginfo_t* si, void*) {
-  Record r{g_index, si->si_code, static_cast<int64_t>((reinterpret_cast<uintptr_t>(si->si_addr) - g_base) / kPage), 0};
+  Record r{g_index, si->si_code, static_cast<int64_t>((reinterpret_cast<uintptr_t>(si->si_addr) - g_base) / kPage), 0,
+           0};
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   r.t_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  r.cpu_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
   if (write(g_report_fd, &r, sizeof r) != sizeof r) {
     // nothing to do in a handler; the parent counts the records
   }
@@ -572,6 +581,7 @@ class Mappers {
         }
         pids_.push_back(pid);
       }
+      last_cpu_ns.assign(files.size(), 0);
     }  // the parent's copies of the children's ends: closed, so that a dead group reads EOF
     // Every mapper has mapped and touched its file (or died).
     for (size_t k = 0; k < files.size(); k++) {
@@ -587,6 +597,8 @@ class Mappers {
   Mappers& operator=(const Mappers&) = delete;
 
   size_t size() const { return pids_.size(); }
+  // Each mapper's agent CPU time at its previous signal (0: none yet), to take differences.
+  mutable std::vector<uint64_t> last_cpu_ns;
   int report_fd() const { return report_.fd; }
 
   // Discards what is already in the report pipe; how many records that was.
@@ -676,6 +688,9 @@ struct Sample {
   bool notified = false;
   uint64_t t0_ns = 0;
   std::vector<double> each_ms;  // every right record's signal time, in arrival order
+  // Each signalled mapper's agent CPU time since its previous signal (the revoke's whole cycle:
+  // wake-up, region scan, placeholder mmap, signal, ack, and the idle wake-ups in between).
+  std::vector<double> cpu_us;
 };
 
 Sample inject(pmemdev::Device& dev, uint64_t offset, uint64_t page, const Mappers* mappers) {
@@ -701,6 +716,11 @@ Sample inject(pmemdev::Device& dev, uint64_t offset, uint64_t page, const Mapper
     }
     s.signalled++;
     s.each_ms.push_back(ms_between(t0, r.t_ns));
+    if (r.index >= 0 && static_cast<size_t>(r.index) < mappers->last_cpu_ns.size()) {
+      uint64_t& prev = mappers->last_cpu_ns[static_cast<size_t>(r.index)];
+      if (prev) s.cpu_us.push_back(static_cast<double>(r.cpu_ns - prev) / 1e3);
+      prev = r.cpu_ns;
+    }
     first = std::min(first, r.t_ns), last = std::max(last, r.t_ns);
   }
   if (s.signalled > 0) s.first_ms = ms_between(t0, first), s.last_ms = ms_between(t0, last);
@@ -794,21 +814,22 @@ void Bench::part_mappers() {
   }
   printf("### Injection to the last mapper's SIGBUS (mce_kill=early), ms, %d rounds\n\n", o.rounds);
   printf("| mappers N | mapped file | owners of the block | last SIGBUS: median | min | max | first SIGBUS: median | "
-         "holder ack: median | cold: last SIGBUS | 64 mappers < 10 ms? |\n");
-  printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+         "holder ack: median | cold: last SIGBUS | agent CPU per revoke, us | 64 mappers < 10 ms? |\n");
+  printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
   for (const Variant& v : variants) {
-    std::vector<double> last, first, ack;
+    std::vector<double> last, first, ack, cpu;
     for (const Sample& x : v.samples) {
       if (static_cast<size_t>(x.signalled) == v.files.size()) last.push_back(x.last_ms);
       first.push_back(x.first_ms), ack.push_back(x.notified_ms);
+      cpu.insert(cpu.end(), x.cpu_us.begin(), x.cpu_us.end());
     }
     std::string target = v.n == 64 ? (median(last) < 10.0 ? "yes" : "no") : "";
     double cold = static_cast<size_t>(v.cold.signalled) == v.files.size() ? v.cold.last_ms : NAN;
-    printf("| %d | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", v.n,
+    printf("| %d | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", v.n,
            v.clones ? "one reflink clone each" : "the same file", v.clones ? v.n + 1 : 1,
            fmt("%.3f", median(last)).c_str(), fmt("%.3f", min_of(last)).c_str(), fmt("%.3f", max_of(last)).c_str(),
            fmt("%.3f", median(first)).c_str(), fmt("%.3f", median(ack)).c_str(), fmt("%.3f", cold).c_str(),
-           target.c_str());
+           fmt("%.0f", median(cpu)).c_str(), target.c_str());
   }
   printf("\n");
 }
@@ -820,7 +841,7 @@ void Bench::part_mappers() {
 void Bench::part_extents() {
   const uint64_t extents = file_info(full.mnt + "/extents").extents;
   const int rounds = o.rounds;
-  const uint64_t victim_pages = static_cast<uint64_t>(s.samples + 1 + 2 * rounds);
+  const uint64_t victim_pages = static_cast<uint64_t>(s.samples + 1 + s.mapper_samples + rounds);
   Mount* mounts[2] = {&small, &full};
   std::string victims[2];
   for (int i = 0; i < 2; i++) {
@@ -861,7 +882,7 @@ void Bench::part_extents() {
   {
     Mappers m0({victims[0]}, victim_pages * kPage, page), m1({victims[1]}, victim_pages * kPage, page);
     const Mappers* m[2] = {&m0, &m1};
-    for (int r = 0; r <= rounds; r++, page++) {
+    for (int r = 0; r <= s.mapper_samples; r++, page++) {
       for (int j = 0; j < 2; j++) {
         int i = (j + r) % 2;
         usleep(20000);
@@ -910,7 +931,7 @@ void Bench::part_extents() {
        p1.notify_us_max);
   row("inject -> holder ack, no mapper (" + std::to_string(s.samples) + " samples), ms", ack);
   row("inject_error call alone, no mapper, ms", inj);
-  row("inject -> SIGBUS, 1 mapper (" + std::to_string(rounds) + " rounds), ms", sig1);
+  row("inject -> SIGBUS, 1 mapper (" + std::to_string(s.mapper_samples) + " samples), ms", sig1);
   row("inject -> holder ack, 1 mapper, ms", ack1);
   row("`daxfsctl inject-error --json` wall time, no mapper (" + std::to_string(rounds) + " runs), ms", cli);
   line("mount: the daemon's start to the mount, ms (once)", "%.0f", small.mount_ms, NAN, NAN, full.mount_ms, NAN, NAN);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace daxfs::dax {
 
@@ -37,12 +38,16 @@ class LayoutSink {
   virtual void remapped(uint64_t ino) = 0;
   // The filesystem shut down: every mapping is revoked and every cache dropped.
   virtual void shut_down() = 0;
-  // Memory failure: the device page backing bytes [offset, offset + length) of file `ino` is
-  // poisoned (Linux's mf_dax_kill_procs for one owner). Every mapper loses the page and is
-  // signalled as its kill policy says; returns when they have let go (or were killed). The
-  // filesystem calls it once per owner: every reflink sharer of the page.
-  virtual void memory_failure(uint64_t ino, uint64_t offset, uint64_t length) {
-    (void)ino, (void)offset, (void)length;  // a sink that caches nothing has nothing to do
+  // Memory failure: a poisoned device page, as every owner's file range that it backs (bytes
+  // [offset, offset + length) of `ino`; every reflink sharer of the page: Linux's
+  // mf_dax_kill_procs for each owner). Every mapper of any of them loses the page and is
+  // signalled as its kill policy says, all at once, not owner after owner; returns when they
+  // have let go (or were killed after the lease).
+  struct FileRange {
+    uint64_t ino, offset, length;
+  };
+  virtual void memory_failure(const std::vector<FileRange>& owners) {
+    (void)owners;  // a sink that caches nothing has nothing to do
   }
 };
 
@@ -62,9 +67,9 @@ class LayoutTee : public LayoutSink {
     first_.shut_down();
     second_.shut_down();
   }
-  void memory_failure(uint64_t ino, uint64_t offset, uint64_t length) override {
-    first_.memory_failure(ino, offset, length);
-    second_.memory_failure(ino, offset, length);
+  void memory_failure(const std::vector<FileRange>& owners) override {
+    first_.memory_failure(owners);
+    second_.memory_failure(owners);
   }
 
  private:

@@ -663,47 +663,57 @@ void DaxService::break_layout(uint64_t ino, uint64_t offset, uint64_t length, La
   }
 }
 
-void DaxService::memory_failure(uint64_t ino, uint64_t offset, uint64_t length) {
-  // mf_dax_kill_procs(): every process that maps the page loses it; the client raises the
-  // signal itself (a BUS_MCEERR_* code cannot come from another process): at once for early
-  // kill, when it touches the page for late kill (its next fault finds the poison).
-  const uint64_t end = end_of(offset, length);
-  std::vector<Wait> waits;
+void DaxService::memory_failure(const std::vector<FileRange>& owners) {
+  // mf_dax_kill_procs() for every owner at once: every process that maps the page, through any
+  // owner (every reflink sharer), gets its revokes before anyone is waited for, so the sharers'
+  // mappers let go in parallel. The client raises the signal itself (a BUS_MCEERR_* code cannot
+  // come from another process): at once for early kill, when it touches the page for late kill
+  // (its next fault finds the poison).
+  std::vector<Wait> waits;  // one per session: its last revoke's sequence
   std::string pids;
   {
     std::lock_guard lock(mu_);
-    auto it = inodes_.find(ino);
-    if (it == inodes_.end()) return;
-    it->second.generation++;
-    std::vector<uint32_t> slots;
-    for (auto& [key, index] : it->second.mappings) {
-      const MappingEntry& m = registry_->mapping(index);
-      if (m.kind == MapKind::kZero || m.offset + m.length <= offset || m.offset >= end) continue;
-      if (std::find(slots.begin(), slots.end(), m.session) == slots.end()) slots.push_back(m.session);
-    }
     registry_->begin_update();
-    for (uint32_t slot : slots) {
-      Session* s = by_slot_[slot];
-      if (!s || s->ended) continue;
-      uint64_t seq = s->channel->post_revoke(ino, offset, end - offset, DAXFS_REVOKE_POISON,
-                                             opts_.mce_early ? DAXFS_REVOKE_EARLY_KILL : 0);
-      waits.push_back({sessions_[s->pid], seq ? seq : UINT64_MAX});
-      registry_->counters().poison_revocations++;
-      (opts_.mce_early ? registry_->counters().poison_early : registry_->counters().poison_late)++;
-      pids += " " + std::to_string(s->pid);
+    for (const FileRange& o : owners) {
+      const uint64_t end = end_of(o.offset, o.length);
+      auto it = inodes_.find(o.ino);
+      if (it == inodes_.end()) continue;
+      it->second.generation++;
+      std::vector<uint32_t> slots;
+      for (auto& [key, index] : it->second.mappings) {
+        const MappingEntry& m = registry_->mapping(index);
+        if (m.kind == MapKind::kZero || m.offset + m.length <= o.offset || m.offset >= end) continue;
+        if (std::find(slots.begin(), slots.end(), m.session) == slots.end()) slots.push_back(m.session);
+      }
+      for (uint32_t slot : slots) {
+        Session* s = by_slot_[slot];
+        if (!s || s->ended) continue;
+        uint64_t seq = s->channel->post_revoke(o.ino, o.offset, end - o.offset, DAXFS_REVOKE_POISON,
+                                               opts_.mce_early ? DAXFS_REVOKE_EARLY_KILL : 0);
+        auto w = std::find_if(waits.begin(), waits.end(), [&](const Wait& x) { return x.session.get() == s; });
+        if (w == waits.end()) {
+          waits.push_back({sessions_[s->pid], seq ? seq : UINT64_MAX});  // a full ring: not listening
+          pids += " " + std::to_string(s->pid);
+        } else {
+          w->seq = seq ? std::max(w->seq, seq) : UINT64_MAX;  // acks are in order: the last one covers all
+        }
+        registry_->counters().poison_revocations++;
+        (opts_.mce_early ? registry_->counters().poison_early : registry_->counters().poison_late)++;
+      }
     }
     registry_->end_update();
   }
   if (!waits.empty()) {
-    fprintf(stderr, "daxfs: %s: memory failure in inode %llu at offset %llu: revoked from pid%s (%s kill by mount policy)\n",
-            opts_.mountpoint.c_str(), static_cast<unsigned long long>(ino), static_cast<unsigned long long>(offset),
-            pids.c_str(), opts_.mce_early ? "early" : "late");
+    fprintf(stderr, "daxfs: %s: memory failure in %zu owner range(s) (first: inode %llu offset %llu): revoked from pid%s (%s kill by mount policy)\n",
+            opts_.mountpoint.c_str(), owners.size(), static_cast<unsigned long long>(owners[0].ino),
+            static_cast<unsigned long long>(owners[0].offset), pids.c_str(), opts_.mce_early ? "early" : "late");
   }
   wait_all(waits);
   std::vector<uint64_t> released;
   {
     std::lock_guard lock(mu_);
-    for (const Wait& w : waits) drop_locked(*w.session, ino, offset, end, kDeviceOrZero, released);
+    for (const Wait& w : waits)
+      for (const FileRange& o : owners) drop_locked(*w.session, o.ino, o.offset, end_of(o.offset, o.length), kDeviceOrZero, released);
   }
   release(released);
 }

@@ -67,7 +67,7 @@ class DaxService : public LayoutSink {
   void break_layout(uint64_t ino, uint64_t offset, uint64_t length, LayoutChange why) override;
   void remapped(uint64_t) override {}
   void shut_down() override;
-  void memory_failure(uint64_t ino, uint64_t offset, uint64_t length) override;
+  void memory_failure(const std::vector<FileRange>& owners) override;
 
   DaxCounters counters();
 

@@ -217,8 +217,10 @@ void Filesystem::notify_failure(uint64_t offset, uint64_t length, pmemdev::Failu
   fprintf(stderr, "daxfs: %s: memory failure at device offset %llu+%llu:%s\n", dev_->path().c_str(),
           static_cast<unsigned long long>(offset), static_cast<unsigned long long>(length),
           who.empty() ? " no file owns it" : who.c_str());
-  if (layout_) {
-    for (const Owner& o : owners) layout_->memory_failure(o.ino, o.offset, kBlockSize);
+  if (layout_ && !owners.empty()) {
+    std::vector<dax::LayoutSink::FileRange> ranges;
+    for (const Owner& o : owners) ranges.push_back({o.ino, o.offset, kBlockSize});
+    layout_->memory_failure(ranges);  // every sharer's mappers at once
   }
 }
 

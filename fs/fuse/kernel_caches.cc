@@ -50,7 +50,9 @@ void KernelCaches::remapped(uint64_t ino) {
   if (!fs_.is_dax(ino)) pages_.queue(nodeid(ino));
 }
 
-void KernelCaches::memory_failure(uint64_t ino, uint64_t, uint64_t) { pages_.queue(nodeid(ino)); }
+void KernelCaches::memory_failure(const std::vector<FileRange>& owners) {
+  for (const FileRange& o : owners) pages_.queue(nodeid(o.ino));
+}
 
 void KernelCaches::shut_down() {
   // Makes a shutdown visible to stat(2) too. Called with the filesystem's lock possibly held:

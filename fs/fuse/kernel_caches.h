@@ -57,7 +57,7 @@ class KernelCaches : public dax::LayoutSink {
   void shut_down() override;
   // Page-cache mappers of the file lose their cached pages: the next touch refaults, the read
   // fails (EIO on poison) and the kernel sends them SIGBUS.
-  void memory_failure(uint64_t ino, uint64_t offset, uint64_t length) override;
+  void memory_failure(const std::vector<FileRange>& owners) override;
 
  private:
   fuse_ino_t nodeid(uint64_t ino) const { return ino == fs_.root_ino() ? FUSE_ROOT_ID : ino; }

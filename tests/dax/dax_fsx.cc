@@ -6,9 +6,14 @@
 // run with the op number, the op, the offset and expected vs got, after the last ops done.
 //   dax_fsx [--seed N] [--ops N] [--size BYTES] [--skip KIND]... [--check-every N] [--trace] FILE
 // Built twice: dax_fsx calls the client library; dax_fsx_plain (DAX_FSX_PLAIN) calls plain
-// mmap/munmap/msync, for running under `daxfsctl run` (the preload shim routes them).
+// mmap/munmap/msync, ioctl and fallocate, for running under `daxfsctl run` (the preload shim
+// routes them). Clone (FICLONERANGE), dedupe (FIDEDUPERANGE), collapse and insert range are
+// among the operations: the calls the FUSE kernel never forwards, answered by the DAX layer's
+// client side (daxfs_ioctl/daxfs_fallocate, or the shim's ioctl/fallocate).
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -41,6 +46,8 @@ int daxfs_client_init() { return 0; }
 void* daxfs_mmap(void* a, size_t n, int prot, int flags, int fd, off_t off) { return mmap(a, n, prot, flags, fd, off); }
 int daxfs_munmap(void* a, size_t n) { return munmap(a, n); }
 int daxfs_msync(void* a, size_t n, int flags) { return msync(a, n, flags); }
+int daxfs_ioctl(int fd, unsigned long req, void* arg) { return ioctl(fd, req, arg); }
+int daxfs_fallocate(int fd, int mode, off_t off, off_t len) { return fallocate(fd, mode, off, len); }
 int daxfs_flush(const void* a, size_t n) {
   uintptr_t p = reinterpret_cast<uintptr_t>(a), start = p & ~uintptr_t{4095};
   return msync(reinterpret_cast<void*>(start), n + (p - start), MS_SYNC);
@@ -60,10 +67,14 @@ constexpr uint64_t kPage = 4096;
 constexpr size_t kHistory = 24;  // ops printed before a failure
 
 // The operation kinds, as named in the log and in --skip.
-enum Kind { kWrite, kRead, kMapStore, kMapLoad, kTruncate, kPunch, kZero, kPrealloc, kCopy, kCopyFrom, kTouch, kKinds };
-const char* const kKindNames[kKinds] = {"pwrite",   "pread", "mapstore", "mapload",  "truncate", "punch",
-                                        "zerorange", "falloc", "copy",     "copyfrom", "touch"};
-const int kWeights[kKinds] = {14, 12, 12, 12, 7, 6, 6, 5, 5, 4, 10};
+enum Kind {
+  kWrite, kRead, kMapStore, kMapLoad, kTruncate, kPunch, kZero, kPrealloc, kCopy, kCopyFrom, kTouch,
+  kClone, kDedupe, kCollapse, kInsert, kKinds
+};
+const char* const kKindNames[kKinds] = {"pwrite",   "pread",  "mapstore", "mapload", "truncate",
+                                        "punch",    "zerorange", "falloc", "copy",  "copyfrom",
+                                        "touch",    "clone",  "dedupe",   "collapse", "insert"};
+const int kWeights[kKinds] = {14, 12, 12, 12, 7, 6, 6, 5, 5, 4, 10, 5, 3, 3, 3};
 
 struct Options {
   uint64_t seed = 0;
@@ -333,6 +344,14 @@ class Fsx {
         if (int r = check_size()) return r;
         return touch_eof();
       }
+      case kClone:
+        return clone_op(max);
+      case kDedupe:
+        return dedupe_op();
+      case kCollapse:
+        return shift_op(true, max);
+      case kInsert:
+        return shift_op(false, max);
       case kCopy: {
         // Within the file: the ranges must not overlap (EINVAL otherwise).
         if (size < 2) return 0;
@@ -376,6 +395,86 @@ class Fsx {
     if (done != data.size()) return fail("copy_file_range: expected %zu bytes got %" PRIu64, data.size(), done);
     model_write(dst, data);
     return check_size();
+  }
+
+  // FICLONERANGE of whole blocks, from the second file or from elsewhere in this one (ranges
+  // that do not overlap), into this file: the model copies the bytes; the blocks are shared.
+  int clone_op(uint64_t max) {
+    bool self = chance(2);
+    const std::string& from = self ? model_ : src_;
+    uint64_t blocks_in = from.size() / kPage;
+    if (blocks_in == 0) return 0;
+    uint64_t sb = rand_below(blocks_in), n = 1 + rand_below(std::min<uint64_t>(16, blocks_in - sb));
+    uint64_t db = rand_below(max / kPage);
+    n = std::min(n, max / kPage - db);
+    if (n == 0 || (self && db < sb + n && sb < db + n)) return 0;
+    uint64_t src = sb * kPage, dst = db * kPage, len = n * kPage;
+    log("clone %s src %" PRIu64 " dst %" PRIu64 " len %" PRIu64, self ? "self" : "from src", src, dst, len);
+    file_clone_range r{};
+    r.src_fd = static_cast<int64_t>(self ? fd_ : src_fd_);
+    r.src_offset = src, r.src_length = len, r.dest_offset = dst;
+    if (daxfs_ioctl(fd_, FICLONERANGE, &r) != 0) return sys_fail("FICLONERANGE");
+    model_write(dst, from.substr(src, len));
+    last_clone_ = {src, dst, len, self};
+    return check_size();
+  }
+
+  // FIDEDUPERANGE from the second file (or this one) into this file, within both EOFs: "same"
+  // exactly when the model says the bytes are equal (often: the range of the last clone).
+  int dedupe_op() {
+    uint64_t size = model_.size();
+    bool again = last_clone_.len && chance(2);
+    bool self = again ? last_clone_.self : chance(3);
+    const std::string& from = self ? model_ : src_;
+    uint64_t src, dst, len;
+    if (again) {
+      src = last_clone_.src, dst = last_clone_.dst, len = last_clone_.len;
+    } else {
+      if (from.size() < kPage || size < kPage) return 0;
+      src = rand_below(from.size() / kPage) * kPage, dst = rand_below(size / kPage) * kPage;
+      len = (1 + rand_below(4)) * kPage;
+    }
+    if (src + len > from.size() || dst + len > size || (self && dst < src + len && src < dst + len)) return 0;
+    bool equal = from.compare(src, len, model_, dst, len) == 0;
+    log("dedupe %s src %" PRIu64 " dst %" PRIu64 " len %" PRIu64 " (%s)", self ? "self" : "from src", src, dst, len,
+        equal ? "equal" : "differs");
+    std::vector<char> buf(sizeof(file_dedupe_range) + sizeof(file_dedupe_range_info));
+    auto* r = reinterpret_cast<file_dedupe_range*>(buf.data());
+    r->src_offset = src, r->src_length = len, r->dest_count = 1;
+    r->info[0].dest_fd = fd_;
+    r->info[0].dest_offset = dst;
+    if (daxfs_ioctl(self ? fd_ : src_fd_, FIDEDUPERANGE, r) != 0) return sys_fail("FIDEDUPERANGE");
+    int32_t status = r->info[0].status;
+    if (status < 0) {
+      errno = -status;
+      return sys_fail("FIDEDUPERANGE status");
+    }
+    if (equal != (status == FILE_DEDUPE_RANGE_SAME) || (equal && r->info[0].bytes_deduped != len))
+      return fail("dedupe: expected %s got status %d bytes %llu", equal ? "same" : "differs", status,
+                  static_cast<unsigned long long>(r->info[0].bytes_deduped));
+    return check_size();
+  }
+
+  // FALLOC_FL_COLLAPSE_RANGE / FALLOC_FL_INSERT_RANGE of whole blocks inside EOF (XFS's rules):
+  // the bytes after the range move left, or right over a new hole.
+  int shift_op(bool collapse, uint64_t max) {
+    uint64_t size = model_.size(), blocks = size / kPage;
+    if (blocks < 2) return 0;
+    uint64_t ob = rand_below(blocks - 1), n = 1 + rand_below(std::min<uint64_t>(8, blocks - 1 - ob));
+    uint64_t off = ob * kPage, len = n * kPage;
+    if (collapse && off + len >= size) return 0;
+    if (!collapse && size + len > max) return 0;
+    log("%s off %" PRIu64 " len %" PRIu64 " (size %" PRIu64 ")", collapse ? "collapse" : "insert", off, len, size);
+    int mode = collapse ? FALLOC_FL_COLLAPSE_RANGE : FALLOC_FL_INSERT_RANGE;
+    if (daxfs_fallocate(fd_, mode, static_cast<off_t>(off), static_cast<off_t>(len)) != 0)
+      return sys_fail(collapse ? "fallocate collapse" : "fallocate insert");
+    if (collapse) {
+      model_.erase(off, len);
+    } else {
+      model_.insert(off, std::string(len, '\0'));
+    }
+    if (int r = check_size()) return r;
+    return touch_eof();
   }
 
   // One byte of the long-lived mapping at `off`: a load (compared with the model) or, inside EOF,
@@ -456,6 +555,10 @@ class Fsx {
   std::mt19937_64 rng_;
   std::string model_, src_, src_path_;
   int fd_ = -1, src_fd_ = -1;
+  struct {
+    uint64_t src = 0, dst = 0, len = 0;
+    bool self = false;
+  } last_clone_;  // dedupe often tries this range again: equal data, unless changed since
   char* long_map_ = nullptr;
   uint64_t map_len_ = 0;
   bool long_dax_ = false;

@@ -228,12 +228,14 @@ void ioctl_remap(fuse_req_t req, const IoctlCall& call, Remap kind) {
 }
 
 // The range of an ioctl that stands for a fallocate(2) mode, and the checks the fd it is issued
-// on would get: reserved fields zero (EINVAL), open for writing (EBADF, as vfs_fallocate()),
-// and the caller may write the file (EACCES). Returns 0 or the errno.
+// on would get, in vfs_fallocate()'s order: reserved fields zero, then an offset and a length
+// that are not negative as loff_t and a length that is not 0 (EINVAL), the fd open for writing
+// (EBADF), and the caller may write the file (EACCES). Returns 0 or the errno.
 int fallocate_args(fuse_req_t req, Caller& caller, const IoctlCall& call, daxfs_range& r) {
   if (call.in_size < sizeof(daxfs_range)) return EINVAL;
   memcpy(&r, call.in_buf, sizeof r);
   if (!all_zero(r.reserved)) return EINVAL;
+  if (r.offset > INT64_MAX || r.length == 0 || r.length > INT64_MAX) return EINVAL;
   if (!handle_writable(call.fi)) return EBADF;
   auto attr = fs_of(req).getattr(call.ino);
   if (!attr) return attr.error();

@@ -121,6 +121,7 @@ TEST_CASE("collapse and insert need an fd open for writing and write permission"
     Fd ro(m.path("a"), O_RDONLY);
     CHECK(shift(ro.fd, DAXFS_IOC_COLLAPSE_RANGE, 0, kB) == EBADF);
     CHECK(shift(ro.fd, DAXFS_IOC_INSERT_RANGE, 0, kB) == EBADF);
+    CHECK(shift(ro.fd, DAXFS_IOC_INSERT_RANGE, 0, 0) == EINVAL);  // the arguments are checked first
     Fd dir(m.mnt(), O_RDONLY | O_DIRECTORY);
     CHECK(shift(dir.fd, DAXFS_IOC_COLLAPSE_RANGE, 0, kB) == EBADF);
   }

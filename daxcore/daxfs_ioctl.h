@@ -72,8 +72,8 @@ struct daxfs_range {
 #define DAXFS_IOC_UNSHARE_RANGE _IOW(DAXFS_IOC_MAGIC, 5, struct daxfs_range)
 /* FALLOC_FL_COLLAPSE_RANGE and FALLOC_FL_INSERT_RANGE (never forwarded by FUSE), with XFS's
  * rules: block-aligned offset and length (EINVAL), collapse not reaching EOF (EINVAL), insert
- * not at or past EOF (EINVAL) and not growing the file past the largest size (EFBIG). The file
- * must be writable by the caller, as the fd fallocate(2) is called on. */
+ * not at or past EOF (EINVAL) and not growing the file past the largest size (EFBIG). As the fd
+ * fallocate(2) is called on: open for writing (EBADF), the file writable by the caller (EACCES). */
 #define DAXFS_IOC_COLLAPSE_RANGE _IOW(DAXFS_IOC_MAGIC, 8, struct daxfs_range)
 #define DAXFS_IOC_INSERT_RANGE _IOW(DAXFS_IOC_MAGIC, 9, struct daxfs_range)
 

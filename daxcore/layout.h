@@ -22,6 +22,8 @@ enum class LayoutChange : uint8_t {
   kShare,      // the range's blocks become shared (clone/dedupe source): stores must CoW from now
   kCow,        // shared blocks of the range get private copies (a write, unshare)
   kFill,       // holes or unwritten blocks of the range become data: zero-page mappers refault
+  kShift,      // collapse/insert range: the range's blocks move to other file offsets (a collapse
+               // frees the collapsed blocks first)
 };
 
 inline constexpr uint64_t kToEnd = UINT64_MAX;  // length: to the largest file offset

@@ -633,10 +633,11 @@ void DaxService::break_layout(uint64_t ino, uint64_t offset, uint64_t length, La
   }
   release(released);
   // Pinned blocks (dax_layout_busy_page: page refcounts above the mapping's) are waited for when
-  // the blocks are about to be freed or overwritten; a fill, a share or a copy-on-write leaves
-  // the pinned blocks where they are (and the faulting process may be the pinner itself).
+  // the blocks are about to be freed, overwritten or moved to other file offsets; a fill, a share
+  // or a copy-on-write leaves the pinned blocks where they are (and the faulting process may be
+  // the pinner itself).
   if (why != LayoutChange::kTruncate && why != LayoutChange::kPunch && why != LayoutChange::kRemapInto &&
-      why != LayoutChange::kZero)
+      why != LayoutChange::kZero && why != LayoutChange::kShift)
     return;
   auto deadline = Clock::now() + std::chrono::milliseconds(opts_.lease_ms);
   std::unique_lock lock(mu_);

@@ -11,11 +11,6 @@
 
 namespace daxfs::fs {
 
-namespace {
-// Longest extent one record holds.
-constexpr uint64_t kMaxExtentLength = 1ULL << 30;
-}  // namespace
-
 Result<uint64_t> ExtentMap::new_record_block_locked(Txn& txn, Inode& in, uint64_t magic) {
   // Zeroed (every record free) and persisted before the transaction links it at the chain's head.
   BlockRange r = TRY(space_.alloc_locked(1, in.record_blocks.empty() ? 0 : in.record_blocks.back()));
@@ -83,6 +78,45 @@ Status ExtentMap::map_locked(Txn& txn, Inode& in, uint64_t logical, uint64_t phy
   }
   if (was_mapped) TRY(owners_.sync_refcounts_locked(txn, p0, l0));
   return {};
+}
+
+Status ExtentMap::split_at_locked(Txn& txn, Inode& in, uint64_t at) {
+  auto it = in.extents.upper_bound(at);
+  if (it == in.extents.begin()) return {};
+  --it;
+  uint64_t start = it->first;
+  if (start == at || start + it->second.length <= at) return {};
+  // The right half's record first: the only step that can fail (a new record block).
+  RecordLoc loc = TRY(alloc_record_locked(txn, in));
+  Extent& left = it->second;  // map nodes stay put while the record is allocated
+  Extent right{left.physical + (at - start), start + left.length - at, left.flags, loc};
+  left.length = at - start;
+  write_extent_locked(txn, in, start, left);
+  in.extents.emplace_hint(std::next(it), at, right);
+  write_extent_locked(txn, in, at, right);
+  // The rmap needs nothing: each block keeps its owner (ino, file block).
+  return {};
+}
+
+void ExtentMap::move_extent_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to) {
+  auto it = in.extents.find(from);
+  Extent e = it->second;
+  in.extents.erase(it);
+  owners_.rmap().move(e.physical, e.length, in.ino, from, to);
+  auto next = in.extents.lower_bound(to);
+  if (to < from && next != in.extents.begin()) {
+    auto prev = std::prev(next);
+    Extent& p = prev->second;
+    if (prev->first + p.length == to && p.physical + p.length == e.physical && p.flags == e.flags &&
+        p.length + e.length <= kMaxExtentLength) {
+      p.length += e.length;
+      write_extent_locked(txn, in, prev->first, p);
+      clear_record_locked(txn, in, e.loc);
+      return;
+    }
+  }
+  in.extents.emplace_hint(next, to, e);
+  write_extent_locked(txn, in, to, e);
 }
 
 ExtentMap::Holes ExtentMap::holes_in(const Inode& in, uint64_t first, uint64_t end) {

@@ -40,6 +40,18 @@ class ExtentMap {
   // backwards, so that any number of extents fits the journal; the last batch is left in `txn`.
   Status unmap_batched_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end);
 
+  // Collapse and insert range (fs/shift.cc). split_at_locked: the extent holding file block
+  // `at` becomes two, one starting at `at` (nothing to do at an extent boundary or in a hole);
+  // its blocks, flags and sharing are unchanged. move_extent_locked: the extent starting at file
+  // block `from` moves to start at `to`, its record rewritten in place and its rmap owner moved
+  // (its blocks, flags and reference counts unchanged); moved left, it merges into a left
+  // neighbour that it continues logically and physically. The caller keeps [to, to + length)
+  // free of other extents.
+  Status split_at_locked(Txn& txn, Inode& in, uint64_t at);
+  void move_extent_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to);
+  // Longest extent one record holds.
+  static constexpr uint64_t kMaxExtentLength = 1ULL << 30;
+
   struct Holes {
     uint64_t blocks = 0;  // unmapped blocks in the range
     uint64_t runs = 0;    // maximal runs of them

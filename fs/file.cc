@@ -164,24 +164,46 @@ Status Filesystem::allocate_range_locked(Txn& txn, Inode& in, uint64_t first, ui
   return {};
 }
 
-Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length) {
+Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length, KillPriv kill_priv) {
+  // vfs_fallocate()'s checks of the arguments, in its order: a negative (as loff_t) offset or a
+  // length of 0 (EINVAL), then the mode: one of the exclusive modes, with KEEP_SIZE where it is
+  // allowed (EOPNOTSUPP). UNSHARE_RANGE is not offered here (unshare_range() is).
+  if (offset > kMaxFileSize || length == 0 || length > kMaxFileSize) return error(EINVAL);
+  constexpr int kModeMask = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |
+                            FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE;
+  if (mode & ~(kModeMask | FALLOC_FL_KEEP_SIZE)) return error(EOPNOTSUPP);
+  const int kind = mode & kModeMask;
+  const bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
+  switch (kind) {
+    case 0:
+    case FALLOC_FL_ZERO_RANGE: break;
+    case FALLOC_FL_PUNCH_HOLE:
+      if (!keep_size) return error(EOPNOTSUPP);
+      break;
+    case FALLOC_FL_COLLAPSE_RANGE:
+    case FALLOC_FL_INSERT_RANGE:
+      if (keep_size) return error(EOPNOTSUPP);
+      break;
+    default: return error(EOPNOTSUPP);  // UNSHARE_RANGE, or two modes at once
+  }
   InodeLock held = TRY(lock_inodes(ino, 0, LockMode::kLayout));
   std::unique_lock lock(mu_);
   TRY(check_writable());
   Inode* in = TRY(inodes_.find(ino));
   if (in->is_dir()) return error(EISDIR);
   if (!in->is_reg()) return error(ENODEV);
-  if (length == 0) return error(EINVAL);
-  if (offset > kMaxFileSize || length > kMaxFileSize - offset) return error(EFBIG);
-  const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
-  // COLLAPSE_RANGE, INSERT_RANGE and UNSHARE_RANGE are not offered (see docs/format.md).
-  if (mode & ~known) return error(EOPNOTSUPP);
-  bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
+  if (length > kMaxFileSize - offset) return error(EFBIG);
+  if (kind == FALLOC_FL_COLLAPSE_RANGE || kind == FALLOC_FL_INSERT_RANGE) {
+    TRY(kind == FALLOC_FL_COLLAPSE_RANGE ? collapse_range_locked(lock, *in, offset, length, kill_priv)
+                                         : insert_range_locked(lock, *in, offset, length, kill_priv));
+    lock.unlock();
+    if (layout_) layout_->remapped(ino);  // data moved under cached pages; outside the lock
+    return {};
+  }
   uint64_t end_byte = offset + length;
   Txn txn;
   DirtyGuard guard(space_, txn);
   if (mode & FALLOC_FL_PUNCH_HOLE) {
-    if (!keep_size || (mode & FALLOC_FL_ZERO_RANGE)) return error(EOPNOTSUPP);
     TRY(break_layout(lock, ino, offset / kBlockSize, (end_byte + kBlockSize - 1) / kBlockSize,
                      dax::LayoutChange::kPunch));
     // As XFS, the range is not clipped to EOF: post-EOF (preallocated) blocks are punched too.
@@ -194,6 +216,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
       TRY(zero_in_place_locked(txn, *in, end * kBlockSize, end_byte));
       TRY(emap_.unmap_batched_locked(txn, *in, first, end));
     }
+    if (kill_priv == KillPriv::kYes) strip_setid(*in);
     touch(*in, true, true);
     store_inode(txn, *in);
     return space_.commit_locked(txn);
@@ -238,6 +261,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t l
     TRY(zero_tail_locked(txn, *in, in->d.size));
     in->d.size = end_byte;
   }
+  if (kill_priv == KillPriv::kYes) strip_setid(*in);
   touch(*in, (mode & FALLOC_FL_ZERO_RANGE) != 0, true);
   store_inode(txn, *in);
   return space_.commit_locked(txn);

@@ -143,7 +143,10 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
   enum class KillPriv { kNo, kYes };
   Result<size_t> write(uint64_t ino, uint64_t offset, const char* data, size_t size,
                        KillPriv kill_priv = KillPriv::kNo);
-  Status fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
+  // fallocate(2): allocate (0), FALLOC_FL_KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE, COLLAPSE_RANGE and
+  // INSERT_RANGE with vfs_fallocate()'s and XFS's checks (UNSHARE_RANGE: unshare_range()).
+  // kill_priv: the caller lacks CAP_FSETID, so setuid/setgid go as file_modified() drops them.
+  Status fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length, KillPriv kill_priv = KillPriv::kNo);
   Result<uint64_t> lseek(uint64_t ino, uint64_t offset, int whence);
   // Whether opens of `ino` bypass the page cache (the file is DAX under the mount's dax= mode).
   bool is_dax(uint64_t ino);
@@ -161,6 +164,13 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
                                     uint64_t length);
   Status unshare_range(uint64_t ino, uint64_t offset, uint64_t length);
   Result<uint64_t> copy_range(uint64_t src, uint64_t src_off, uint64_t dst, uint64_t dst_off, uint64_t length);
+
+  // Test seam: the commit `skip` commits from now stops at `point` as if the daemon died there;
+  // every later commit then fails with EIO and writes nothing (Journal::crash_next_commit_at).
+  void crash_commit_for_testing(Journal::CrashPoint point, uint64_t skip = 0) {
+    std::unique_lock lock(mu_);
+    space_.journal().crash_next_commit_at(point, skip);
+  }
 
   // Layout (fsmap.cc), in bytes. A row: a physical range and one owner (kind: daxfs_owner_kind
   // of fs/daxfs_ioctl.h; ino and logical for file data; flags DAXFS_EXTENT_*).
@@ -338,6 +348,15 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
   Status check_recovery_write_locked(const Inode& in, uint64_t offset, size_t size) const;
   Status allocate_range_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end, uint32_t flags,
                                uint64_t* new_blocks);
+  // Collapse and insert range (fs/shift.cc), from fallocate() with the inode's kLayout locks and
+  // mu_ (in `lock`) held: the checks that need the file, the layout break, the shift. One
+  // transaction when it fits the journal, else consistent steps (make_room_locked).
+  Status collapse_range_locked(std::unique_lock<std::shared_mutex>& lock, Inode& in, uint64_t offset,
+                               uint64_t length, KillPriv kill_priv);
+  Status insert_range_locked(std::unique_lock<std::shared_mutex>& lock, Inode& in, uint64_t offset,
+                             uint64_t length, KillPriv kill_priv);
+  // Commits `txn` (with `in` stored) unless `more` bytes and the inode still fit beside it.
+  Status make_room_locked(Txn& txn, Inode& in, uint64_t more);
 
   std::unique_ptr<pmemdev::Device> dev_;
   MountOptions opts_;

@@ -58,12 +58,25 @@ Status Journal::apply(const char* entries, uint64_t bytes, uint64_t count, bool 
 
 Status Journal::commit(Txn& txn) {
   if (txn.empty()) return {};
+  if (crashed_) return error(EIO);  // the test seam's process "died" at an earlier commit
   if (txn.bytes() > capacity()) return error(EFBIG);
   char* area = dev_.base() + start_ + sizeof(JournalHeader);
   dev_.memcpy_nodrain(area, txn.buf_.data(), txn.bytes());
   dev_.drain();  // (2) entries and the caller's flushed data before the commit record
-  CrashPoint crash = std::exchange(crash_at_, CrashPoint::kNone);
-  if (crash == CrashPoint::kAfterEntries) return {};
+  CrashPoint crash = CrashPoint::kNone;
+  if (crash_at_ != CrashPoint::kNone) {
+    if (crash_skip_ > 0)
+      crash_skip_--;
+    else
+      crash = std::exchange(crash_at_, CrashPoint::kNone);
+  }
+  crashed_ = crash != CrashPoint::kNone;
+  // At a crash point the transaction is gone with the process that built it.
+  auto died = [&txn]() -> Status {
+    txn.clear();
+    return {};
+  };
+  if (crash == CrashPoint::kAfterEntries) return died();
   JournalHeader h{};
   h.magic = kJournalMagic;
   h.seq = ++seq_;
@@ -71,11 +84,11 @@ Status Journal::commit(Txn& txn) {
   h.bytes = txn.bytes();
   h.checksum = header_checksum(h, txn.buf_.data());
   dev_.memcpy_persist(header(), &h, sizeof h);  // (3) the commit point
-  if (crash == CrashPoint::kAfterCommitRecord) return {};
+  if (crash == CrashPoint::kAfterCommitRecord) return died();
   Status st = apply(txn.buf_.data(), txn.bytes(), txn.count_, false);
   if (!st) abort();  // entries were built by this process: a bad one is a bug
   dev_.drain();       // (4) home locations durable before the journal is emptied
-  if (crash == CrashPoint::kAfterApply) return {};
+  if (crash == CrashPoint::kAfterApply) return died();
   uint64_t zero = 0;
   dev_.memcpy_persist(&header()->magic, &zero, sizeof zero);  // (5)
   txn.clear();

@@ -62,9 +62,14 @@ class Journal {
   void format();
   uint64_t commits() const { return seq_; }
 
-  // Test seam: makes the next commit() stop at `point`, as if the process died there.
+  // Test seam: makes the commit() `skip` commits from now (the next one by default) stop at
+  // `point`, as if the process died there; every commit() after it then fails with EIO and
+  // writes nothing, as a dead process writes nothing.
   enum class CrashPoint { kNone, kAfterEntries, kAfterCommitRecord, kAfterApply };
-  void crash_next_commit_at(CrashPoint point) { crash_at_ = point; }
+  void crash_next_commit_at(CrashPoint point, uint64_t skip = 0) {
+    crash_at_ = point;
+    crash_skip_ = skip;
+  }
 
  private:
   JournalHeader* header() const {
@@ -76,6 +81,8 @@ class Journal {
   uint64_t size_;
   uint64_t seq_ = 0;
   CrashPoint crash_at_ = CrashPoint::kNone;
+  uint64_t crash_skip_ = 0;
+  bool crashed_ = false;  // stopped at a crash point: no later commit writes anything
 };
 
 uint64_t fnv1a64(const void* data, size_t length);

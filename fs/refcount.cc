@@ -93,6 +93,25 @@ Status RefcountTable::sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t 
   return {};
 }
 
+uint64_t RefcountTable::sync_bound(const Rmap& rmap, uint64_t start, uint64_t length) const {
+  // The range sync() widens to (the records it overlaps or touches), the records there (each
+  // cleared) and the count runs there now: removing one owner inside [start, start + length)
+  // lowers every count there by one, which adds a run boundary at each end at most.
+  uint64_t end = start + length, old = 0;
+  auto it = map_.upper_bound(start);
+  while (it != map_.begin() && std::prev(it)->first + std::prev(it)->second.length >= start) --it;
+  for (; it != map_.end() && it->first <= end; ++it) {
+    old++;
+    start = std::min(start, it->first);
+    end = std::max(end, it->first + it->second.length);
+  }
+  uint64_t runs = 2 + (end - start) / UINT32_MAX;  // records longer than a record holds split
+  rmap.for_each_count(start, end - start, [&](uint64_t, uint64_t, uint32_t) { runs++; });
+  auto entry = [](uint64_t bytes) { return sizeof(JournalEntry) + (bytes + 7) / 8 * 8; };
+  uint64_t new_blocks = runs / kRefcountsPerBlock + 1;  // each links itself through the head
+  return (old + runs) * entry(sizeof(DiskRefcount)) + new_blocks * entry(sizeof(uint64_t));
+}
+
 void RefcountTable::rewrite(Txn& txn, const std::vector<uint64_t>& fresh, uint64_t head_offset, uint64_t& head,
                             char* base, const std::function<void(void*, const void*, size_t)>& persist_copy) {
   auto it = map_.begin();

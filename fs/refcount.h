@@ -40,6 +40,10 @@ class RefcountTable {
   Status sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t length, uint64_t head_offset,
               uint64_t& head, char* base, const BlockAllocator& alloc,
               const std::function<void(void*, const void*, size_t)>& persist_copy);
+  // The most journal bytes sync() of [start, start + length) can write once the rmap's counts
+  // inside that range change by one owner (an unmap): what an operation that must fit the
+  // journal reserves for it before the change.
+  uint64_t sync_bound(const Rmap& rmap, uint64_t start, uint64_t length) const;
   // Record blocks a rewrite() needs for the records held now.
   size_t blocks_needed() const { return (map_.size() + kRefcountsPerBlock - 1) / kRefcountsPerBlock; }
   // Writes every record into `fresh` (blocks_needed() new blocks, initialised in place and

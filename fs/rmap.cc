@@ -72,6 +72,22 @@ void Rmap::add(uint64_t physical, uint64_t length, uint64_t ino, uint64_t logica
   merge_around(physical, end);
 }
 
+namespace {
+// The owner entry (ino, logical) of a segment at `at`; aborts when there is none (a bug).
+std::vector<RmapOwner>::iterator owner_of(std::vector<RmapOwner>& owners, uint64_t ino, uint64_t logical,
+                                          uint64_t at) {
+  auto o = std::find_if(owners.begin(), owners.end(),
+                        [&](const RmapOwner& x) { return x.ino == ino && x.logical == logical; });
+  if (o == owners.end()) {
+    fprintf(stderr, "daxfs: BUG: rmap has no owner ino %llu block %llu at %llu\n",
+            static_cast<unsigned long long>(ino), static_cast<unsigned long long>(logical),
+            static_cast<unsigned long long>(at));
+    abort();
+  }
+  return o;
+}
+}  // namespace
+
 void Rmap::remove(uint64_t physical, uint64_t length, uint64_t ino, uint64_t logical) {
   if (length == 0) return;
   uint64_t end = physical + length;
@@ -79,18 +95,20 @@ void Rmap::remove(uint64_t physical, uint64_t length, uint64_t ino, uint64_t log
   split(end);
   for (auto it = seg_.lower_bound(physical); it != seg_.end() && it->first < end;) {
     auto& owners = it->second.owners;
-    uint64_t want = logical + (it->first - physical);
-    auto o = std::find_if(owners.begin(), owners.end(),
-                          [&](const RmapOwner& x) { return x.ino == ino && x.logical == want; });
-    if (o == owners.end()) {
-      fprintf(stderr, "daxfs: BUG: rmap has no owner ino %llu block %llu at %llu\n",
-              static_cast<unsigned long long>(ino), static_cast<unsigned long long>(want),
-              static_cast<unsigned long long>(it->first));
-      abort();
-    }
-    owners.erase(o);
+    owners.erase(owner_of(owners, ino, logical + (it->first - physical), it->first));
     it = owners.empty() ? seg_.erase(it) : std::next(it);
   }
+  merge_around(physical, end);
+}
+
+void Rmap::move(uint64_t physical, uint64_t length, uint64_t ino, uint64_t logical, uint64_t new_logical) {
+  if (length == 0) return;
+  uint64_t end = physical + length;
+  split(physical);
+  split(end);
+  for (auto it = seg_.lower_bound(physical); it != seg_.end() && it->first < end; ++it)
+    owner_of(it->second.owners, ino, logical + (it->first - physical), it->first)->logical =
+        new_logical + (it->first - physical);
   merge_around(physical, end);
 }
 

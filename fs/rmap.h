@@ -34,6 +34,10 @@ class Rmap {
   void add(uint64_t physical, uint64_t length, uint64_t ino, uint64_t logical, uint32_t flags);
   // Forgets that mapping (it must have been added). Aborts when it was not: a bug.
   void remove(uint64_t physical, uint64_t length, uint64_t ino, uint64_t logical);
+  // That mapping moves to file blocks from `new_logical` (collapse/insert range shift it): the
+  // owner keeps its place in each segment's owner list, so counts and neighbours are unchanged.
+  // Aborts when the mapping was not added: a bug.
+  void move(uint64_t physical, uint64_t length, uint64_t ino, uint64_t logical, uint64_t new_logical);
   // True when any block of the range is mapped by some file.
   bool mapped(uint64_t physical, uint64_t length) const;
   // The references to block `physical` (0 when unmapped).

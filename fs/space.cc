@@ -13,7 +13,9 @@ Status Space::commit_locked(Txn& txn) {
   Status st = journal_->commit(txn);
   if (!st) {
     // A transaction too big for the journal is a bug in its bounds; stop before anything worse.
-    shutdown_("transaction of " + std::to_string(txn.bytes()) + " bytes does not fit the journal");
+    // (EIO: the journal's crash test seam stopped an earlier commit.)
+    shutdown_(st.error() == EFBIG ? "transaction of " + std::to_string(txn.bytes()) + " bytes does not fit the journal"
+                                  : std::string("the journal refused a commit (crash test seam)"));
     txn.clear();
     return st;
   }

@@ -1,6 +1,7 @@
-// daxfsctl reflink | dedupe | unshare | fiemap | fsmap: the reflink work's commands, through the
-// daemon's ioctls (fs/daxfs_ioctl.h) since the FUSE kernel forwards neither FICLONERANGE,
-// FIDEDUPERANGE nor FALLOC_FL_UNSHARE_RANGE; fsmap of an unmounted DEVICE reads it directly.
+// daxfsctl reflink | dedupe | unshare | collapse | insert | fiemap | fsmap: the reflink work's
+// commands, through the daemon's ioctls (daxcore/daxfs_ioctl.h) since the FUSE kernel forwards
+// neither FICLONERANGE, FIDEDUPERANGE nor the fallocate modes UNSHARE_RANGE, COLLAPSE_RANGE and
+// INSERT_RANGE; fsmap of an unmounted DEVICE reads it directly.
 // Each command is a function returning the exit status and a register_*_command that declares
 // its options. Single-threaded (CLI use).
 #include <fcntl.h>
@@ -135,7 +136,8 @@ int remap(const std::string& cmd, const RemapArgs& a, Remap kind) {
   return 0;
 }
 
-struct UnshareArgs {
+// unshare, collapse, insert: a file and a range.
+struct RangeArgs {
   std::string file, offset, length;
 };
 
@@ -144,7 +146,7 @@ struct MapArgs {
   bool json = false;
 };
 
-int unshare(const UnshareArgs& u) {
+int unshare(const RangeArgs& u) {
   const char* cmd = "unshare";
   daxfs_range r{};
   if (!size_option(cmd, "--offset", u.offset, r.offset) || !size_option(cmd, "--length", u.length, r.length)) return 1;
@@ -156,6 +158,26 @@ int unshare(const UnshareArgs& u) {
   if (r.length == 0) return 0;
   if (ioctl(f.fd, DAXFS_IOC_UNSHARE_RANGE, &r) != 0) {
     print_error(cmd, u.file + ": " + strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+// collapse and insert: FALLOC_FL_COLLAPSE_RANGE / FALLOC_FL_INSERT_RANGE through the daemon's
+// ioctl (the FUSE kernel forwards neither mode). Returns the exit status.
+int shift(const char* cmd, const RangeArgs& a, unsigned long request) {
+  daxfs_range r{};
+  if (!size_option(cmd, "--offset", a.offset, r.offset) || !size_option(cmd, "--length", a.length, r.length)) return 1;
+  Fd f;
+  if (!open_file(cmd, a.file, O_WRONLY, f)) return 1;
+  if (ioctl(f.fd, request, &r) != 0) {
+    int e = errno;
+    std::string hint;
+    if (e == EINVAL)
+      hint = request == DAXFS_IOC_COLLAPSE_RANGE
+                 ? " (offset and length must be multiples of 4096, and the range must end before EOF)"
+                 : " (offset and length must be multiples of 4096, and the offset must be before EOF)";
+    print_error(cmd, a.file + ": " + strerror(e) + hint);
     return 1;
   }
   return 0;
@@ -334,12 +356,25 @@ void register_remap_command(CLI::App& app, int& status, Remap kind) {
 }
 
 void register_unshare_command(CLI::App& app, int& status) {
-  auto u = std::make_shared<UnshareArgs>();
+  auto u = std::make_shared<RangeArgs>();
   auto* sub = app.add_subcommand("unshare", "give a range private copies of its shared blocks (FALLOC_FL_UNSHARE_RANGE)");
   sub->add_option("file", u->file, "file")->required();
   sub->add_option("--offset", u->offset, "bytes, default 0");
   sub->add_option("--length", u->length, "bytes, default: to EOF");
   sub->callback([u, &status] { status = unshare(*u); });
+}
+
+void register_shift_command(CLI::App& app, int& status, bool collapse) {
+  auto a = std::make_shared<RangeArgs>();
+  const char* name = collapse ? "collapse" : "insert";
+  auto* sub = app.add_subcommand(
+      name, collapse ? "remove a range; the rest of the file moves down over it (FALLOC_FL_COLLAPSE_RANGE)"
+                     : "insert a hole; the rest of the file moves up past it (FALLOC_FL_INSERT_RANGE)");
+  sub->add_option("file", a->file, "file")->required();
+  sub->add_option("--offset", a->offset, "bytes, a multiple of 4096")->required();
+  sub->add_option("--length", a->length, "bytes, a multiple of 4096")->required();
+  unsigned long request = collapse ? DAXFS_IOC_COLLAPSE_RANGE : DAXFS_IOC_INSERT_RANGE;
+  sub->callback([a, name, request, &status] { status = shift(name, *a, request); });
 }
 
 void register_fiemap_command(CLI::App& app, int& status) {
@@ -366,6 +401,8 @@ void register_reflink_commands(CLI::App& app, int& status) {
   register_remap_command(app, status, Remap::kClone);
   register_remap_command(app, status, Remap::kDedupe);
   register_unshare_command(app, status);
+  register_shift_command(app, status, true);
+  register_shift_command(app, status, false);
   register_fiemap_command(app, status);
   register_fsmap_command(app, status);
 }

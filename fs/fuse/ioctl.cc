@@ -1,7 +1,8 @@
-// The daemon's ioctls (ABI in fs/daxfs_ioctl.h and docs/interface.md): one function per command,
-// reached from op_ioctl's switch. The FUSE kernel checks neither permissions nor open modes for
-// an ioctl, so each command checks here what the kernel would have checked for XFS. Handlers run
-// on any request thread, concurrently; the Filesystem serializes what it must.
+// The daemon's ioctls (ABI in daxcore/daxfs_ioctl.h and docs/interface.md): one function per
+// command, reached from op_ioctl's switch. The FUSE kernel checks neither permissions nor open
+// modes for an ioctl, so each command checks here what the kernel would have checked for XFS.
+// Handlers run on any request thread, concurrently; the Filesystem serializes what it must.
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
@@ -226,18 +227,40 @@ void ioctl_remap(fuse_req_t req, const IoctlCall& call, Remap kind) {
   fuse_reply_ioctl(req, 0, &args, sizeof args);
 }
 
-void ioctl_unshare(fuse_req_t req, const IoctlCall& call) {
-  fs::Filesystem& fs = fs_of(req);
-  if (call.in_size < sizeof(daxfs_range)) return void(fuse_reply_err(req, EINVAL));
-  daxfs_range r;
+// The range of an ioctl that stands for a fallocate(2) mode, and the checks the fd it is issued
+// on would get, in vfs_fallocate()'s order: reserved fields zero, then an offset and a length
+// that are not negative as loff_t and a length that is not 0 (EINVAL), the fd open for writing
+// (EBADF), and the caller may write the file (EACCES). Returns 0 or the errno.
+int fallocate_args(fuse_req_t req, Caller& caller, const IoctlCall& call, daxfs_range& r) {
+  if (call.in_size < sizeof(daxfs_range)) return EINVAL;
   memcpy(&r, call.in_buf, sizeof r);
-  if (!all_zero(r.reserved)) return void(fuse_reply_err(req, EINVAL));
-  // vfs_fallocate(): the fd must be open for writing (EBADF).
-  if (!handle_writable(call.fi)) return void(fuse_reply_err(req, EBADF));
-  auto attr = fs.getattr(call.ino);
-  if (!attr) return void(fuse_reply_err(req, attr.error()));
-  if (!Caller(req).may(bits_of(*attr), 2)) return void(fuse_reply_err(req, EACCES));
-  Status st = fs.unshare_range(call.ino, r.offset, r.length);
+  if (!all_zero(r.reserved)) return EINVAL;
+  if (r.offset > INT64_MAX || r.length == 0 || r.length > INT64_MAX) return EINVAL;
+  if (!handle_writable(call.fi)) return EBADF;
+  auto attr = fs_of(req).getattr(call.ino);
+  if (!attr) return attr.error();
+  if (!caller.may(bits_of(*attr), 2)) return EACCES;
+  return 0;
+}
+
+void ioctl_unshare(fuse_req_t req, const IoctlCall& call) {
+  Caller caller(req);
+  daxfs_range r;
+  if (int e = fallocate_args(req, caller, call, r)) return void(fuse_reply_err(req, e));
+  Status st = fs_of(req).unshare_range(call.ino, r.offset, r.length);
+  if (!st) return void(fuse_reply_err(req, st.error()));
+  fuse_reply_ioctl(req, 0, nullptr, 0);
+}
+
+// FALLOC_FL_COLLAPSE_RANGE / FALLOC_FL_INSERT_RANGE (`mode`), which the FUSE kernel never
+// forwards; the Filesystem checks the range against the file as XFS does.
+void ioctl_shift(fuse_req_t req, const IoctlCall& call, int mode) {
+  Caller caller(req);
+  daxfs_range r;
+  if (int e = fallocate_args(req, caller, call, r)) return void(fuse_reply_err(req, e));
+  // file_modified(): without CAP_FSETID (approximated by uid 0) setuid/setgid go, as on write.
+  auto kill = caller.uid() == 0 ? fs::Filesystem::KillPriv::kNo : fs::Filesystem::KillPriv::kYes;
+  Status st = fs_of(req).fallocate(call.ino, mode, r.offset, r.length, kill);
   if (!st) return void(fuse_reply_err(req, st.error()));
   fuse_reply_ioctl(req, 0, nullptr, 0);
 }
@@ -332,6 +355,8 @@ void op_ioctl(fuse_req_t req, fuse_ino_t nodeid, int cmd, void* arg, fuse_file_i
       case DAXFS_IOC_CLONE_RANGE: return ioctl_remap(req, call, Remap::kClone);
       case DAXFS_IOC_DEDUPE_RANGE: return ioctl_remap(req, call, Remap::kDedupe);
       case DAXFS_IOC_UNSHARE_RANGE: return ioctl_unshare(req, call);
+      case DAXFS_IOC_COLLAPSE_RANGE: return ioctl_shift(req, call, FALLOC_FL_COLLAPSE_RANGE);
+      case DAXFS_IOC_INSERT_RANGE: return ioctl_shift(req, call, FALLOC_FL_INSERT_RANGE);
       case DAXFS_IOC_FIEMAP: return ioctl_fiemap(req, call);
       case DAXFS_IOC_FSMAP: return ioctl_fsmap(req, call);
       case DAXFS_IOC_FILEINFO: return ioctl_fileinfo(req, call);

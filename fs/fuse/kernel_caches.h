@@ -51,7 +51,8 @@ class KernelCaches : public dax::LayoutSink {
 
   // The kernel drops its own cached pages for the truncates, punches and zero ranges it
   // forwards (fuse_do_setattr, fuse_file_fallocate), and a CoW or a share keeps every byte a
-  // reader sees: nothing to do for page-cache mappers. DAX mappers are the DAX layer's.
+  // reader sees: nothing to do for page-cache mappers. DAX mappers are the DAX layer's. What it
+  // does not forward (clone, dedupe, collapse and insert range: ioctls) ends in remapped().
   void break_layout(uint64_t ino, uint64_t offset, uint64_t length, dax::LayoutChange why) override;
   void remapped(uint64_t ino) override;
   void shut_down() override;

@@ -5,6 +5,7 @@
 #include <linux/falloc.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "daxcore/daxfs_ioctl.h"
 #include "tests/support/mount.h"
 #include "tests/support/proc.h"
 
@@ -175,6 +177,58 @@ TEST_CASE("a stale address never sees another file's data after its blocks are r
   std::string rest = watcher.rest();
   CHECK(rest.find("value B") == std::string::npos);
   CHECK(watcher.wait() == 0);
+}
+
+TEST_CASE("collapse and insert range revoke DAX mappers: a watcher sees the bytes that moved", "[dax][fuse][shift]") {
+  Mount m;
+  std::string f = m.path("f");
+  spit(f, std::string(4096, 'A') + std::string(4096, 'B') + std::string(4096, 'C'));
+  Proc watcher(dax_argv({"watch", f}));  // loads the file's first byte every millisecond
+  REQUIRE(watcher.line() == "ready");
+  REQUIRE(watcher.line() == "value A");
+  int fd = open(f.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  daxfs_range r{0, 4096, {}};
+  REQUIRE(ioctl(fd, DAXFS_IOC_COLLAPSE_RANGE, &r) == 0);  // B moves to offset 0
+  CHECK(watcher.line() == "value B");
+  REQUIRE(ioctl(fd, DAXFS_IOC_INSERT_RANGE, &r) == 0);  // a hole at offset 0
+  CHECK(watcher.line() == "value .");
+  close(fd);
+  watcher.signal(SIGTERM);
+  CHECK(watcher.wait() == 0);
+  CHECK(dax_counters(m)["dax_layout_breaks"].get<uint64_t>() >= 2);
+  CHECK(pread_str(f, 8192, 4096) == std::string(4096, 'B') + std::string(4096, 'C'));
+}
+
+TEST_CASE("collapse and insert racing with stores in other processes keep the filesystem sound",
+          "[dax][fuse][shift][stress]") {
+  Mount m("128M", "lease=2");
+  {
+    std::string f = m.path("race");
+    fill(f, 1 << 20, 'r');
+    std::vector<std::unique_ptr<Proc>> storms;
+    for (int i = 0; i < 3; i++) storms.push_back(std::make_unique<Proc>(dax_argv({"storm", f, "3"})));
+    auto t0 = std::chrono::steady_clock::now();
+    int ops = 0;
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(2500)) {
+      int fd = open(f.c_str(), O_RDWR);
+      REQUIRE(fd >= 0);
+      daxfs_range r{static_cast<uint64_t>(ops % 7) * 65536, 64 << 10, {}};
+      CHECK(ioctl(fd, ops++ % 2 ? DAXFS_IOC_COLLAPSE_RANGE : DAXFS_IOC_INSERT_RANGE, &r) == 0);
+      close(fd);
+    }
+    for (auto& s : storms) {
+      CHECK(s->wait() == 0);
+      std::string out = s->rest();
+      INFO(out);
+      CHECK(out.rfind("stores ", 0) == 0);
+    }
+    CHECK(dax_counters(m)["dax_kills"] == 0);
+  }
+  m.stop();
+  std::string out;
+  CHECK(run(program("fsck.daxfs") + " -n " + m.device(), &out) == 0);
+  INFO(out);
 }
 
 TEST_CASE("a mapper that does not let go within the lease is killed before the blocks are freed",

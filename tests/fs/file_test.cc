@@ -102,7 +102,12 @@ TEST_CASE("punch hole and zero range zero partial blocks and drop or unwrite who
   CHECK(z.find_first_not_of('\0', 1) == std::string::npos);
   CHECK(z[0] == 'x');
   CHECK(f->file_info(ino)->unwritten_blocks >= 1);
-  CHECK(f->fallocate(ino, FALLOC_FL_COLLAPSE_RANGE, 0, 4096).error() == EOPNOTSUPP);
+  // Modes vfs_fallocate() refuses, and UNSHARE_RANGE, which this call does not offer.
+  CHECK(f->fallocate(ino, FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_KEEP_SIZE, 0, 4096).error() == EOPNOTSUPP);
+  CHECK(f->fallocate(ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0, 4096).error() ==
+        EOPNOTSUPP);
+  CHECK(f->fallocate(ino, FALLOC_FL_UNSHARE_RANGE, 0, 4096).error() == EOPNOTSUPP);
+  CHECK(f->fallocate(ino, 0x100, 0, 4096).error() == EOPNOTSUPP);
 }
 
 TEST_CASE("offsets at and around 2^63 - 1 neither overflow nor exceed the limit", "[fs][file][limits]") {

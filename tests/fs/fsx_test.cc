@@ -1,5 +1,6 @@
-// An fsx-style model test of file data and reflink: random writes, truncates, fallocate modes,
-// clones, dedupes, unshares, copies and reads on a few files through the Filesystem API, each
+// An fsx-style model test of file data and reflink: random writes, truncates, fallocate modes
+// (collapse and insert range among them), clones, dedupes, unshares, copies and reads on a few
+// files through the Filesystem API, each
 // also applied to an in-memory model (one std::string per file) that follows Linux's semantics
 // and errnos. Sizes are compared after every operation; contents, free space and a remount (whose
 // load validates refcounts and the namespace) every kCheckEvery operations. Single-threaded.
@@ -67,6 +68,21 @@ struct Model {
     if (!(mode & FALLOC_FL_KEEP_SIZE) && off + length > f.size()) f.resize(off + length);
     if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) && off < f.size())
       std::fill_n(f.begin() + off, std::min(length, f.size() - off), '\0');
+    return {};
+  }
+  // FALLOC_FL_COLLAPSE_RANGE and FALLOC_FL_INSERT_RANGE: vfs_fallocate() refuses a length of 0,
+  // then XFS a range not in whole blocks, a collapse reaching EOF and an insert at or past it
+  // (EINVAL); the sizes here never come near EFBIG's.
+  Outcome collapse(int i, uint64_t off, uint64_t length) {
+    std::string& f = file[i];
+    if (length == 0 || off % kB || length % kB || off + length >= f.size()) return {EINVAL};
+    f.erase(off, length);
+    return {};
+  }
+  Outcome insert(int i, uint64_t off, uint64_t length) {
+    std::string& f = file[i];
+    if (length == 0 || off % kB || length % kB || off >= f.size()) return {EINVAL};
+    f.insert(off, std::string(length, '\0'));
     return {};
   }
   // FICLONERANGE: __generic_remap_file_range_prep(), generic_remap_checks() and
@@ -240,6 +256,20 @@ void Fsx::step() {
     op << "truncate(f" << a << ", " << to << ")";
     model_.file[a].resize(to);
     call = [&, to] { return outcome(fs().setattr(ino_[a], size_attr(to))); };
+  } else if (r < 50 && chance(30)) {
+    // Collapse or insert: mostly whole blocks inside the file, sometimes anything at all.
+    bool collapse = chance(50);
+    uint64_t sz = size(a);
+    if (chance(85)) {
+      off = aligned_in(sz);
+      uint64_t room = collapse ? (sz > off ? (sz - off - 1) / kB : 0) : (kMaxSize - std::min(sz, kMaxSize)) / kB;
+      length = (1 + rand(std::max<uint64_t>(std::min<uint64_t>(room, chance(80) ? 16 : 512), 1))) * kB;
+    }
+    if (!collapse && sz + length > kMaxSize) length = (kMaxSize - std::min(sz, kMaxSize)) / kB * kB;  // 0: EINVAL
+    int mode = collapse ? FALLOC_FL_COLLAPSE_RANGE : FALLOC_FL_INSERT_RANGE;
+    op << (collapse ? "collapse" : "insert") << "(f" << a << ", " << off << ", " << length << ")";
+    want = collapse ? model_.collapse(a, off, length) : model_.insert(a, off, length);
+    call = [&, mode] { return outcome(fs().fallocate(ino_[a], mode, off, length)); };
   } else if (r < 50) {
     static constexpr int kModes[] = {
         FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,

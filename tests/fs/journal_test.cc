@@ -77,6 +77,29 @@ TEST_CASE("a crash at each step of commit leaves the old or the new state, never
   }
 }
 
+TEST_CASE("a crash seam set commits ahead stops that commit and refuses every later one",
+          "[fs][journal][crash]") {
+  TempDir dir;
+  auto d = device(dir.file("dev"));
+  {
+    fs::Journal j(*d, 1, 16);
+    j.format();
+    j.crash_next_commit_at(fs::Journal::CrashPoint::kAfterEntries, 1);  // the second commit
+    fs::Txn t;
+    t.write(100 * 4096, "one!", 4);
+    REQUIRE(j.commit(t));
+    t.write(100 * 4096, "two!", 4);
+    REQUIRE(j.commit(t));  // "died" before its commit record
+    CHECK(t.empty());      // the transaction went with the process
+    t.write(100 * 4096, "3rd!", 4);
+    CHECK(j.commit(t).error() == EIO);  // a dead process writes nothing more
+    CHECK(at(*d, 100 * 4096, 4) == "one!");
+  }
+  fs::Journal j(*d, 1, 16);
+  CHECK(j.recover().value() == 0);
+  CHECK(at(*d, 100 * 4096, 4) == "one!");
+}
+
 TEST_CASE("a torn commit record is not replayed", "[fs][journal][crash]") {
   TempDir dir;
   auto d = device(dir.file("dev"));

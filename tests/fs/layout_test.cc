@@ -89,6 +89,28 @@ TEST_CASE("operations that change a file's blocks break its layout first", "[fs]
   f->set_layout_sink(nullptr);
 }
 
+TEST_CASE("collapse and insert break the layout from the offset to the end", "[fs][layout][shift]") {
+  FsFixture f;
+  RecordingSink sink;
+  f->set_layout_sink(&sink);
+  uint64_t a = f.make_file(f.root(), "a", std::string(8 * kB, 'a'));
+  sink.take();
+  // Every block from the offset on moves (or, in a collapse's range, is freed): mappers of any
+  // of them let go first, pinned pages included; cached pages and attributes are stale after.
+  REQUIRE(f->fallocate(a, FALLOC_FL_COLLAPSE_RANGE, 2 * kB, kB));
+  CHECK(sink.take() == std::vector<Break>{{a, 2 * kB, dax::kToEnd, dax::LayoutChange::kShift}});
+  CHECK(sink.remaps == std::vector<uint64_t>{a});
+  REQUIRE(f->fallocate(a, FALLOC_FL_INSERT_RANGE, 3 * kB, 2 * kB));
+  CHECK(sink.take() == std::vector<Break>{{a, 3 * kB, dax::kToEnd, dax::LayoutChange::kShift}});
+  CHECK(sink.remaps == std::vector<uint64_t>{a, a});
+  // Refused before anything changes: no break.
+  CHECK(f->fallocate(a, FALLOC_FL_COLLAPSE_RANGE, 0, 9 * kB).error() == EINVAL);
+  CHECK(f->fallocate(a, FALLOC_FL_INSERT_RANGE, 9 * kB, kB).error() == EINVAL);
+  CHECK(sink.take().empty());
+  CHECK(sink.remaps.size() == 2);
+  f->set_layout_sink(nullptr);
+}
+
 namespace {
 // A sink whose break_layout of one file waits until released, as the DAX layer's waits for
 // that file's mappers; other files' breaks (writes into their holes) pass.

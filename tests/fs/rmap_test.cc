@@ -42,6 +42,29 @@ TEST_CASE("rmap owners follow adds and removes, split at every boundary", "[fs][
   CHECK(r.segments() == 0);
 }
 
+TEST_CASE("rmap owners move to other file blocks in place, counts untouched", "[fs][rmap]") {
+  Rmap r;
+  r.add(100, 10, 1, 0, 0);
+  r.add(104, 4, 2, 50, 1);  // ino 2 shares 104-107 (unwritten there)
+  r.add(200, 4, 1, 20, 0);  // ino 1 maps 200-203 at file blocks 20-23
+  // Ino 1's blocks 4-9 (device 104-109) move to file blocks 14-19 (an insert of 10 at 4).
+  r.move(104, 6, 1, 4, 14);
+  CHECK(counts(r, 100, 10) == std::vector<Run>{{100, 4, 1}, {104, 4, 2}, {108, 2, 1}});
+  CHECK(r.query(105, 1)[0].owners == std::vector<RmapOwner>{{1, 15, 0}, {2, 51, 1}});  // same order
+  CHECK(r.query(109, 1)[0].owners == std::vector<RmapOwner>{{1, 19, 0}});
+  CHECK(r.query(103, 1)[0].owners == std::vector<RmapOwner>{{1, 3, 0}});
+  // Moved back, the segments merge again as before.
+  r.move(104, 6, 1, 14, 4);
+  CHECK(r.query(100, 10)[0].length == 4);
+  r.remove(104, 4, 2, 50);
+  CHECK(r.query(100, 10).size() == 1);  // one segment: 100-109 at file blocks 0-9
+  CHECK(r.query(100, 10)[0].owners == std::vector<RmapOwner>{{1, 0, 0}});
+  // A collapse: 200-203 move down to file blocks 10-13 and continue 100-109 logically only.
+  r.move(200, 4, 1, 20, 10);
+  CHECK(r.query(201, 1)[0].owners == std::vector<RmapOwner>{{1, 11, 0}});
+  CHECK(r.segments() == 2);
+}
+
 TEST_CASE("rmap merges only true continuations", "[fs][rmap]") {
   Rmap r;
   r.add(0, 4, 7, 0, 0);

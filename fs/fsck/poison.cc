@@ -1,9 +1,13 @@
-// Poisoned blocks (the device's badblock list) and who owns them. Every finding is informational:
-// poison is not damage fsck can repair. The bytes under it are lost until a whole-block rewrite
-// replaces them or `daxfsctl clear-error` clears the poison; fsck -y leaves both alone. What fsck
-// adds is the owners, as a mount's memory-failure handler would name them: the metadata structure
-// (and its inode) or, for file data, every file that maps the block (every reflink sharer), with
-// its path and file offset.
+// Poisoned blocks (the device's badblock list) and who owns them. fsck repairs none of it: the
+// bytes under poison are lost until a whole-block rewrite replaces them or `daxfsctl clear-error`
+// clears it, and -y leaves both alone. What fsck adds is the owners, as a mount's memory-failure
+// handler would name them: the metadata structure (and its inode) or, for file data, every file
+// that maps the block (every reflink sharer), with its path and file offset.
+//
+// Severity follows the mount (fs/mount.cc, fs/load.cc): poisoned file data, and poison in the
+// journal outside a committed transaction (the mount rewrites it), are states a mount handles
+// (info); poison in the superblock, the journal's header or committed transaction, or any metadata
+// block makes the mount refuse the device (EIO) until it is cleared: an error fsck cannot repair.
 #include <algorithm>
 #include <set>
 #include <string>
@@ -57,12 +61,27 @@ void Checker::check_poison() {
   std::vector<pmemdev::ByteRange> bad = dev.list_errors();
   if (bad.empty()) return;
   Paths paths = known_paths();
-  if (dev.poisoned(0, kBs))
-    report("poisoned_metadata", 0, "the superblock (block 0) has poisoned sectors", Severity::kInfo);
-  if (sb_.journal_blocks > 0 && dev.poisoned(sb_.journal_start * kBs, sb_.journal_blocks * kBs))
-    report("poisoned_metadata", 0,
-           "the journal (" + blocks(sb_.journal_start, sb_.journal_blocks) + ") has poisoned sectors",
-           Severity::kInfo);
+  const std::string refused = " has poisoned sectors; a mount refuses the device until the poison is cleared "
+                              "(daxfsctl clear-error, then fsck.daxfs -y repairs what the block held)";
+  if (dev.poisoned(0, kBs)) report("poisoned_metadata", 0, "the superblock (block 0)" + refused);
+  const uint64_t jstart = sb_.journal_start * kBs, jbytes = sb_.journal_blocks * kBs;
+  if (jbytes > 0 && dev.poisoned(jstart, jbytes)) {
+    // As the mount judges it: the header and a committed transaction are read; the rest is dead.
+    fs::JournalHeader h{};
+    (void)img_.read(jstart, &h, sizeof h);
+    bool header_bad = dev.poisoned(jstart, kBs);
+    bool live_bad = h.magic == fs::kJournalMagic && dev.poisoned(jstart, std::min<uint64_t>(jbytes, sizeof h + h.bytes));
+    std::string where = "(" + blocks(sb_.journal_start, sb_.journal_blocks) + ")";
+    if (header_bad)
+      report("poisoned_metadata", 0, "the journal's header (" + blocks(sb_.journal_start, 1) + ")" + refused);
+    else if (live_bad)
+      report("poisoned_metadata", 0, "the journal's committed transaction " + where + refused);
+    else
+      report("poisoned_journal", 0,
+             "the journal " + where + " has poisoned sectors outside any committed transaction: they hold nothing, "
+                                      "and a mount rewrites them",
+             Severity::kInfo);
+  }
   map_.for_each([&](uint64_t start, uint64_t length, const Owner& o) {
     // Blocks this pass allocated for its repairs are never poisoned (alloc_block() skips them).
     if (o.kind == OwnerKind::kData || o.kind == OwnerKind::kRepair) return;
@@ -78,7 +97,7 @@ void Checker::check_poison() {
         if (!it->second.dropped) held += (held.empty() ? "" : ", ") + named(paths, it->first);
       if (!held.empty()) what += ", holding " + held + ",";
     }
-    report("poisoned_metadata", o.ino, what + " has poisoned sectors", Severity::kInfo);
+    report("poisoned_metadata", o.ino, what + refused);
   });
   check_poisoned_data(bad, paths);
 }

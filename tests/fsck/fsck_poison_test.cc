@@ -1,8 +1,10 @@
 // fsck.daxfs on a device with poison (the badblock list, injected while unmounted as
 // `daxfsctl inject-error DEVICE` does): poisoned file data is reported with every owner (inode,
 // path, file offset, device offset; every reflink sharer), poisoned metadata with its kind and
-// inode. All of it is informational: the exit code stays 0, -y writes nothing and leaves the
-// poison, and fsck's own repairs never build anything in a poisoned block.
+// inode. fsck agrees with the mount: poisoned data (and poison in the journal's dead part) is
+// informational, the exit code stays 0 and the mount accepts the device; poisoned metadata makes
+// the mount refuse, and fsck reports an error it cannot repair (exit 4). -y never writes anything
+// for poison nor clears it, and fsck's own repairs never build anything in a poisoned block.
 #include <nlohmann/json.hpp>
 
 #include "tests/fsck/fsck_fixture.h"
@@ -50,6 +52,37 @@ std::vector<fsck::Problem> found(const fsck::Report& r, const std::string& kind)
 
 std::string at(uint64_t offset) { return std::to_string(offset); }
 
+// Poisoned metadata: the mount refuses; -n and -y report an error they cannot repair (exit 4),
+// -y writes nothing and the poison stays; once it is cleared, the device is clean and mounts.
+void refused_until_cleared(FsckFixture& fx, size_t expected_badblocks) {
+  auto n = fx.check();
+  CHECK(n.exit_code == fsck::kExitUncorrected);
+  CHECK_FALSE(n.clean);
+  CHECK(has_problem(n, "poisoned_metadata"));
+  for (const fsck::Problem& p : n.problems) {
+    CHECK(p.kind.rfind("poisoned_", 0) == 0);
+    CHECK_FALSE(p.fixable);
+    if (p.kind == "poisoned_metadata") CHECK(p.severity == fsck::Severity::kError);
+  }
+  CHECK(fsck::format_text(n).find("[NOT FIXED: fsck.daxfs cannot repair this]") != std::string::npos);
+  std::string why;
+  CHECK_FALSE(fx.mounts(&why));
+  CHECK(why.find("poisoned metadata") != std::string::npos);
+  std::string before = fx.media();
+  auto y = fx.repair();
+  CHECK(y.exit_code == fsck::kExitUncorrected);
+  CHECK_FALSE(y.modified);
+  CHECK(fx.media() == before);
+  CHECK(badblocks(fx) == expected_badblocks);
+  auto d = open_device(fx);
+  REQUIRE(d->clear_error(0, d->size()));
+  d.reset();
+  auto clean = fx.check();
+  CHECK(clean.exit_code == fsck::kExitClean);
+  CHECK(clean.problems.empty());
+  CHECK(fx.mounts());
+}
+
 // Informational only: -n and -y both exit 0, -y writes nothing and the poison stays.
 void info_only(FsckFixture& fx, size_t expected_badblocks) {
   auto n = fx.check();
@@ -67,6 +100,7 @@ void info_only(FsckFixture& fx, size_t expected_badblocks) {
   for (const fsck::Problem& p : y.problems) CHECK_FALSE(p.repaired);
   CHECK(fx.media() == before);
   CHECK(badblocks(fx) == expected_badblocks);
+  CHECK(fx.mounts());  // the mount agrees: poisoned data does not stop it
 }
 }  // namespace
 
@@ -75,9 +109,9 @@ TEST_CASE("poisoned file data is reported with its owner's inode, path and offse
   uint64_t dir, a, bad;
   {
     auto f = fx.mount();
-    dir = f->mkdir(f->root_ino(), "d", 0755, test::root_cred())->st_ino;
-    a = make_file(*f, dir, "a", 4);
     make_file(*f, f->root_ino(), "other", 4);
+    dir = f->mkdir(f->root_ino(), "d", 0755, test::root_cred())->st_ino;
+    a = make_file(*f, dir, "a", 4);  // the last blocks in use: free blocks follow
     bad = physical(*f, a, 2);
   }
   REQUIRE(fx.check().problems.empty());
@@ -119,15 +153,16 @@ TEST_CASE("poisoned file data is reported with its owner's inode, path and offse
                             0) == 0);
     info_only(fx, 1);
   }
-  SECTION("a range running past the file into a free block: only the file's part, once") {
-    poison(fx, bad, 16 * kB);  // a's blocks 2 and 3, then whatever follows
-    auto p = found(fx.check(), "poisoned_data");
-    REQUIRE(p.size() >= 1);
+  SECTION("a range running past the file into free blocks: only the file's part, once") {
+    poison(fx, bad, 16 * kB);  // a's blocks 2 and 3, then free blocks
+    auto r = fx.check();
+    auto p = found(r, "poisoned_data");
+    REQUIRE(p.size() == 1);
     CHECK(p[0].ino == a);
     CHECK(p[0].detail.rfind("/d/a: file offset 8192+8192 (device offset " + at(bad) + "+8192, blocks " +
                                 at(bad / kB) + "+2)",
                             0) == 0);
-    for (size_t i = 1; i < p.size(); i++) CHECK(p[i].ino != a);
+    CHECK(r.problems.size() == 1);
     info_only(fx, 1);
   }
   SECTION("cleared poison is no longer reported") {
@@ -233,7 +268,7 @@ TEST_CASE("poison in an unwritten extent is reported as such", "[fsck][poison]")
   info_only(fx, 1);
 }
 
-TEST_CASE("poisoned metadata is reported with its kind and owner inode", "[fsck][poison]") {
+TEST_CASE("poisoned metadata is an error fsck cannot repair, named by kind and owner", "[fsck][poison]") {
   FsckFixture fx;
   uint64_t dir, a;
   {
@@ -242,14 +277,16 @@ TEST_CASE("poisoned metadata is reported with its kind and owner inode", "[fsck]
     a = make_file(*f, dir, "a", 1);
   }
   fs::SuperBlock sb = fx.sb();
+  const std::string refused = " has poisoned sectors; a mount refuses the device until the poison is cleared "
+                              "(daxfsctl clear-error, then fsck.daxfs -y repairs what the block held)";
   SECTION("a directory block") {
     uint64_t blk = fx.inode(dir).head;
     poison(fx, blk * kB, 512);
     auto p = found(fx.check(), "poisoned_metadata");
     REQUIRE(p.size() == 1);
     CHECK(p[0].ino == dir);
-    CHECK(p[0].detail == "a directory block of inode " + at(dir) + " (/d) at block " + at(blk) + " has poisoned sectors");
-    info_only(fx, 1);
+    CHECK(p[0].detail == "a directory block of inode " + at(dir) + " (/d) at block " + at(blk) + refused);
+    refused_until_cleared(fx, 1);
   }
   SECTION("an extent block") {
     uint64_t blk = fx.inode(a).head;
@@ -257,8 +294,8 @@ TEST_CASE("poisoned metadata is reported with its kind and owner inode", "[fsck]
     auto p = found(fx.check(), "poisoned_metadata");
     REQUIRE(p.size() == 1);
     CHECK(p[0].ino == a);
-    CHECK(p[0].detail == "an extent block of inode " + at(a) + " (/d/a) at block " + at(blk) + " has poisoned sectors");
-    info_only(fx, 1);
+    CHECK(p[0].detail == "an extent block of inode " + at(a) + " (/d/a) at block " + at(blk) + refused);
+    refused_until_cleared(fx, 1);
   }
   SECTION("an inode chunk: the inodes it holds") {
     uint64_t blk = fs::ino_block(a);
@@ -269,25 +306,42 @@ TEST_CASE("poisoned metadata is reported with its kind and owner inode", "[fsck]
     CHECK(p[0].detail.rfind("an inode chunk at block " + at(blk) + ", holding ", 0) == 0);
     CHECK(p[0].detail.find("inode " + at(a) + " (/d/a)") != std::string::npos);
     CHECK(p[0].detail.find("inode " + at(dir) + " (/d)") != std::string::npos);
-    info_only(fx, 1);
+    refused_until_cleared(fx, 1);
   }
-  SECTION("the superblock and the journal, each by name") {
+  SECTION("the superblock") {
     poison(fx, 0, 512);
-    poison(fx, (sb.journal_start + 3) * kB, kB);
     auto p = found(fx.check(), "poisoned_metadata");
-    REQUIRE(p.size() == 2);
-    CHECK(p[0].detail == "the superblock (block 0) has poisoned sectors");
-    CHECK(p[1].detail == "the journal (blocks " + at(sb.journal_start) + "+" + at(sb.journal_blocks) +
-                             ") has poisoned sectors");
-    info_only(fx, 2);
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].detail == "the superblock (block 0)" + refused);
+    refused_until_cleared(fx, 1);
   }
-  SECTION("metadata and data poisoned together: both kinds, still exit 0") {
+  SECTION("the journal's header") {
+    poison(fx, sb.journal_start * kB, 512);
+    auto p = found(fx.check(), "poisoned_metadata");
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].detail == "the journal's header (block " + at(sb.journal_start) + ")" + refused);
+    refused_until_cleared(fx, 1);
+  }
+  SECTION("the journal's dead part: informational, the mount rewrites it") {
+    poison(fx, (sb.journal_start + 3) * kB, kB);
+    auto r = fx.check();
+    auto p = found(r, "poisoned_journal");
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].detail == "the journal (blocks " + at(sb.journal_start) + "+" + at(sb.journal_blocks) +
+                             ") has poisoned sectors outside any committed transaction: they hold nothing, and a "
+                             "mount rewrites them");
+    CHECK(r.problems.size() == 1);
+    info_only(fx, 1);  // ends with a mount, which rewrites the block and clears the poison
+    CHECK(badblocks(fx) == 0);
+    CHECK(fx.check().problems.empty());
+  }
+  SECTION("metadata and data poisoned together: both kinds") {
     poison(fx, fx.inode(dir).head * kB, kB);
     poison(fx, fx.get<fs::DiskExtent>(fx.extent_at(a)).physical * kB, kB);
     auto r = fx.check();
     CHECK(found(r, "poisoned_metadata").size() == 1);
     CHECK(found(r, "poisoned_data").size() == 1);
-    info_only(fx, 2);
+    refused_until_cleared(fx, 2);
   }
 }
 

@@ -20,6 +20,7 @@
 #include "fs/cmd/cli_util.h"
 #include "fs/cmd/ctl_commands.h"
 #include "daxcore/daxfs_ioctl.h"
+#include "fs/cmd/ctl_owners.h"
 #include "pmemdev/device.h"
 
 namespace daxfs::cli {
@@ -137,6 +138,18 @@ nlohmann::json badblocks_json(const pmemdev::Device& dev) {
   return list;
 }
 
+// The owners of each range on the filesystem that holds the device (nullopt when the device is
+// not mounted, or the mount's map cannot be read: then they are not known).
+std::optional<std::vector<nlohmann::json>> owners_if_mounted(const std::string& target, const pmemdev::Device& dev,
+                                                             const std::vector<pmemdev::ByteRange>& ranges) {
+  if (ranges.empty() || !dev.held_elsewhere()) return std::nullopt;
+  std::string mp;
+  (void)resolve_device(target, &mp);
+  if (mp.empty()) mp = mount_of_device(dev.path());
+  if (mp.empty()) return std::nullopt;
+  return range_owners(mp, ranges);
+}
+
 void add_range_options(CLI::App* sub, RangeArgs& a, bool offset_required) {
   sub->add_option("target", a.target, "MOUNTPOINT or DEVICE file")->required();
   auto* off = sub->add_option("--offset", a.offset, "byte offset in the device (K/M/G suffixes)");
@@ -205,6 +218,11 @@ void register_poison_commands(CLI::App& app, int& status) {
     bool notified = held && o.device->wait_notified(*seq, kNotifyTimeoutMs);
     if (held && !notified) print_error(cmd, "warning: the holder did not acknowledge the failure");
     auto sectors = pmemdev::bytes_to_sectors(o.offset, o.length).value();
+    // Who owns the poisoned bytes (every reflink sharer), when a mount can say.
+    std::optional<std::vector<nlohmann::json>> owners;
+    if (held)
+      owners = owners_if_mounted(args.target, *o.device,
+                                 {{sectors.sector * pmemdev::kSectorSize, sectors.sectors * pmemdev::kSectorSize}});
     if (inject->json) {
       nlohmann::json j = {{"device", o.device->path()},
                           {"offset", sectors.sector * pmemdev::kSectorSize},
@@ -213,6 +231,7 @@ void register_poison_commands(CLI::App& app, int& status) {
                           {"notified", notified},
                           {"mappers", mappers},
                           {"badblocks", badblocks_json(*o.device)}};
+      if (owners) j["owners"] = (*owners)[0];
       std::cout << j.dump(2) << "\n";
     } else {
       std::cout << "poisoned " << o.device->path() << " bytes "
@@ -222,6 +241,7 @@ void register_poison_commands(CLI::App& app, int& status) {
                 << (held ? (notified ? "; holder notified" : "; holder did not answer")
                          : "; device not held: recorded only")
                 << "\n";
+      if (owners) std::cout << format_owners((*owners)[0]);
       for (auto& m : mappers)
         std::cout << "  DAX mapper pid " << m["pid"] << " (inode " << m["ino"] << " offset " << m["file_offset"]
                   << ") lost the page\n";
@@ -290,19 +310,28 @@ void register_poison_commands(CLI::App& app, int& status) {
     auto dev = open_target("list-errors", list->target);
     if (!dev) return void(status = 1);
     auto ranges = dev->list_errors();
+    auto owners = owners_if_mounted(list->target, *dev, ranges);  // known on a mounted device
     if (list->json) {
+      nlohmann::json bad = nlohmann::json::array();
+      for (size_t i = 0; i < ranges.size(); i++) {
+        bad.push_back({{"offset", ranges[i].offset}, {"length", ranges[i].length}});
+        if (owners) bad[i]["owners"] = (*owners)[i];
+      }
       nlohmann::json j = {{"device", dev->path()},
                           {"size", dev->size()},
                           {"badblock_count", ranges.size()},
-                          {"badblocks", badblocks_json(*dev)}};
+                          {"badblocks", bad}};
       std::cout << j.dump(2) << "\n";
     } else if (ranges.empty()) {
       std::cout << dev->path() << ": no badblocks\n";
     } else {
-      for (const auto& r : ranges)
+      for (size_t i = 0; i < ranges.size(); i++) {
+        const auto& r = ranges[i];
         std::cout << "offset " << r.offset << " length " << r.length << " (sector "
                   << r.offset / pmemdev::kSectorSize << ", " << r.length / pmemdev::kSectorSize
                   << " sectors)\n";
+        if (owners) std::cout << format_owners((*owners)[i]);
+      }
     }
     status = 0;
   });

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -20,6 +21,7 @@
 #include "fs/cmd/cli_util.h"
 #include "fs/cmd/ctl_commands.h"
 #include "daxcore/daxfs_ioctl.h"
+#include "fs/cmd/ctl_owners.h"
 #include "fs/filesystem.h"
 
 namespace daxfs::cli {
@@ -229,6 +231,12 @@ int record_path(const char* path, const struct stat* st, int, FTW*) {
   g_paths->emplace(st->st_ino, rel);
   return 0;
 }
+void mount_paths(const std::string& mountpoint, std::map<uint64_t, std::string>& out) {
+  g_paths = &out;
+  g_root = mountpoint;
+  nftw(mountpoint.c_str(), record_path, 64, FTW_PHYS | FTW_MOUNT);
+  g_paths = nullptr;
+}
 
 // The rows of device range [offset, end) and the paths of their owners.
 struct FsMap {
@@ -236,11 +244,17 @@ struct FsMap {
   std::map<uint64_t, std::string> paths;
 };
 
-// From a mounted filesystem: its FSMAP ioctl, a batch at a time, and a walk of the mount for
-// the paths. Prints the error itself.
-bool fsmap_mounted(const char* cmd, const std::string& mountpoint, uint64_t offset, uint64_t end, FsMap& out) {
+// The FSMAP ioctl of a mounted filesystem over [offset, end), a batch at a time. With a `cmd`,
+// prints the error itself.
+bool fsmap_rows(const char* cmd, const std::string& mountpoint, uint64_t offset, uint64_t end,
+                std::vector<fs::Filesystem::MapRow>& out) {
   Fd m;
-  if (!open_file(cmd, mountpoint, O_RDONLY | O_DIRECTORY, m)) return false;
+  if (cmd == nullptr) {
+    m.fd = open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (m.fd < 0 || !on_daxfs(m.fd)) return false;
+  } else if (!open_file(cmd, mountpoint, O_RDONLY | O_DIRECTORY, m)) {
+    return false;
+  }
   auto q = std::make_unique<daxfs_fsmap>();
   uint64_t start = offset, skip = 0;
   for (;;) {
@@ -249,21 +263,25 @@ bool fsmap_mounted(const char* cmd, const std::string& mountpoint, uint64_t offs
     q->end = end;
     q->skip = skip;
     if (ioctl(m.fd, DAXFS_IOC_FSMAP, q.get()) != 0) {
-      print_error(cmd, mountpoint + ": " + strerror(errno));
+      if (cmd != nullptr) print_error(cmd, mountpoint + ": " + strerror(errno));
       return false;
     }
     for (uint64_t i = 0; i < q->count; i++) {
       const daxfs_fsmap_row& r = q->rows[i];
-      out.rows.push_back({r.physical, r.length, r.kind, r.ino, r.logical, r.flags});
+      out.push_back({r.physical, r.length, r.kind, r.ino, r.logical, r.flags});
       skip = r.physical == start ? skip + 1 : 1;
       start = r.physical;
     }
     if (q->count < DAXFS_FSMAP_MAX) break;
   }
-  g_paths = &out.paths;
-  g_root = mountpoint;
-  nftw(mountpoint.c_str(), record_path, 64, FTW_PHYS | FTW_MOUNT);
-  g_paths = nullptr;
+  return true;
+}
+
+// From a mounted filesystem: its FSMAP ioctl and a walk of the mount for the paths. Prints the
+// error itself.
+bool fsmap_mounted(const char* cmd, const std::string& mountpoint, uint64_t offset, uint64_t end, FsMap& out) {
+  if (!fsmap_rows(cmd, mountpoint, offset, end, out.rows)) return false;
+  mount_paths(mountpoint, out.paths);
   return true;
 }
 
@@ -396,6 +414,62 @@ void register_fsmap_command(CLI::App& app, int& status) {
 }
 
 }  // namespace
+
+std::optional<std::vector<nlohmann::json>> range_owners(const std::string& mountpoint,
+                                                        const std::vector<pmemdev::ByteRange>& ranges) {
+  std::vector<std::vector<fs::Filesystem::MapRow>> rows(ranges.size());
+  bool inodes = false;
+  for (size_t i = 0; i < ranges.size(); i++) {
+    const pmemdev::ByteRange& r = ranges[i];
+    if (!fsmap_rows(nullptr, mountpoint, r.offset / 4096 * 4096, r.offset + r.length, rows[i])) return std::nullopt;
+    for (const auto& row : rows[i]) inodes |= row.ino != 0;
+  }
+  std::map<uint64_t, std::string> paths;
+  if (inodes) mount_paths(mountpoint, paths);
+  std::vector<nlohmann::json> out;
+  for (size_t i = 0; i < ranges.size(); i++) {
+    const pmemdev::ByteRange& r = ranges[i];
+    nlohmann::json owners = nlohmann::json::array();
+    for (const auto& row : rows[i]) {
+      uint64_t from = std::max(row.physical, r.offset), to = std::min(row.physical + row.length, r.offset + r.length);
+      if (from >= to || row.kind == DAXFS_OWN_FREE) continue;
+      nlohmann::json o = {{"kind", kind_name(row.kind)}, {"device_offset", from}, {"length", to - from}};
+      if (row.ino != 0) {
+        o["inode"] = row.ino;
+        if (paths.count(row.ino)) o["path"] = paths[row.ino];
+      }
+      if (row.kind == DAXFS_OWN_DATA) {
+        o["offset"] = row.logical + (from - row.physical);
+        o["flags"] = flag_names(row.flags);
+      }
+      owners.push_back(std::move(o));
+    }
+    out.push_back(std::move(owners));
+  }
+  return out;
+}
+
+std::string format_owners(const nlohmann::json& owners) {
+  if (owners.empty()) return "  owner: none (free)\n";
+  std::string out;
+  for (const auto& o : owners) {
+    std::string kind = o["kind"].get<std::string>();
+    std::string who;
+    if (o.contains("inode")) {
+      who = "inode " + std::to_string(o["inode"].get<uint64_t>());
+      if (o.contains("path")) who += " " + o["path"].get<std::string>();
+    }
+    if (kind == "data") {
+      out += "  owner: " + who + " offset " + std::to_string(o["offset"].get<uint64_t>()) + " length " +
+             std::to_string(o["length"].get<uint64_t>());
+      if (!o["flags"].empty()) out += " " + join(o["flags"].get<std::vector<std::string>>());
+    } else {
+      out += "  owner: " + kind + (who.empty() ? "" : " of " + who);
+    }
+    out += "\n";
+  }
+  return out;
+}
 
 void register_reflink_commands(CLI::App& app, int& status) {
   register_remap_command(app, status, Remap::kClone);

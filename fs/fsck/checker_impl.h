@@ -7,7 +7,9 @@
 //   xattrs.cc     xattr blobs: their syntax, and the POSIX ACLs in them
 //   names.cc      generations -> root -> entry targets and types -> one name per directory
 //                 -> reachability (loops, orphans, reconnection to /lost+found) -> link counts
-//                 and parents -> poisoned metadata (informational)
+//                 and parents
+//   poison.cc     poisoned blocks (informational), each with its owners: metadata by kind and
+//                 inode, file data by inode, path and offset (every reflink sharer)
 //   refcounts.cc  then the refcount records against the extent maps, and their rebuild, after
 //                 every repair that changes mappings
 //   repair.cc     run(), and the helpers repairs share (blocks, inode slots, directory slots)
@@ -25,6 +27,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -62,6 +65,11 @@ class Checker {
     std::vector<Entry> entries;    // directories: the entries kept so far
     uint64_t data_blocks = 0;
     std::vector<Range> mapped;     // regular files: the device blocks its kept extents map
+    struct Mapping {
+      uint64_t logical, physical, length;  // blocks
+      bool unwritten;
+    };
+    std::vector<Mapping> extents;  // regular files: the same, with the file blocks that map them
     bool is_dir() const { return S_ISDIR(d.mode); }
     bool is_reg() const { return S_ISREG(d.mode); }
     bool is_symlink() const { return S_ISLNK(d.mode); }
@@ -97,7 +105,11 @@ class Checker {
   void reconnect(const std::vector<uint64_t>& inos);
   void check_counts();
   void note_generations();
+  // poison.cc
   void check_poison();
+  void check_poisoned_data(const std::vector<pmemdev::ByteRange>& bad,
+                           const std::unordered_map<uint64_t, std::string>& paths);
+  std::unordered_map<uint64_t, std::string> known_paths();
   void collect_stats();
 
   // repair.cc

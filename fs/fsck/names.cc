@@ -330,18 +330,6 @@ void Checker::note_generations() {
       sb_.next_generation = std::max(sb_.next_generation, n.d.generation + 1);
 }
 
-void Checker::check_poison() {
-  const pmemdev::Device& dev = img_.device();
-  if (dev.list_errors().empty()) return;
-  if (dev.poisoned(0, data_start_ * fs::kBlockSize))
-    report("poisoned_metadata", 0, "the superblock or journal has poisoned sectors", Severity::kInfo);
-  map_.for_each([&](uint64_t start, uint64_t length, const Owner& o) {
-    if (o.kind == OwnerKind::kData || !dev.poisoned(start * fs::kBlockSize, length * fs::kBlockSize)) return;
-    report("poisoned_metadata", o.ino, describe(o) + " at block " + num(start) + " has poisoned sectors",
-           Severity::kInfo);
-  });
-}
-
 void Checker::collect_stats() {
   Stats& s = out_.stats;
   for (auto& [ino, n] : nodes_) {

@@ -91,7 +91,11 @@ void Checker::remove_entry(Entry& e, std::string kind, uint64_t dir, std::string
 }
 
 std::optional<uint64_t> Checker::alloc_block(OwnerKind kind) {
+  // Never a poisoned block, as the filesystem's allocator: what fsck builds there would be lost.
+  bool poison = !img_.device().list_errors().empty();
   auto b = map_.first_free(alloc_cursor_, limit_);
+  while (b && poison && img_.device().poisoned(*b * fs::kBlockSize, fs::kBlockSize))
+    b = map_.first_free(*b + 1, limit_);
   if (!b) return std::nullopt;
   map_.claim(*b, 1, {kind, 0});
   alloc_cursor_ = *b + 1;

@@ -221,6 +221,7 @@ void Checker::claim_file_extents(uint64_t ino, Node& n) {
       // how many; refcounts.cc checks them). Without it, or against metadata, the block belongs
       // to whoever claimed it first.
       Sharing sharing = reflink() ? Sharing::kData : Sharing::kExclusive;
+      bool unwritten = (e.flags & fs::kExtentUnwritten) != 0;
       std::vector<Range> parts = map_.unowned(e.physical, e.length, sharing);
       if (parts.size() != 1 || parts[0].length != e.length) {
         // The block belongs to someone claimed earlier: this file gives it up, keeping the rest
@@ -254,11 +255,13 @@ void Checker::claim_file_extents(uint64_t ino, Node& n) {
           map_.claim(r.start, r.length, {OwnerKind::kData, ino}, sharing);
           n.data_blocks += r.length;
           n.mapped.push_back(r);
+          n.extents.push_back({e.logical + (r.start - e.physical), r.start, r.length, unwritten});
         }
       } else {
         map_.claim(e.physical, e.length, {OwnerKind::kData, ino}, sharing);
         n.data_blocks += e.length;
         n.mapped.push_back({e.physical, e.length});
+        n.extents.push_back({e.logical, e.physical, e.length, unwritten});
       }
       logical.emplace(e.logical, e.logical + e.length);
       max_end = std::max(max_end, e.logical + e.length);

@@ -57,6 +57,8 @@ std::vector<Filesystem::MapRow> Filesystem::fsmap(uint64_t start, uint64_t end, 
   }
   for (uint64_t b : owners_.refcounts().blocks()) meta(b, 1, DAXFS_OWN_REFCOUNT, 0);
   for (const BlockRange& r : alloc_.free_ranges()) meta(r.start, r.length, DAXFS_OWN_FREE, 0);
+  // Poisoned free blocks the allocator retired: free on the media, as an unmounted device shows.
+  for (uint64_t b : space_.retired()) meta(b, 1, DAXFS_OWN_FREE, 0);
   if (first < last) {
     for (const RmapRange& r : owners_.rmap().query(first, last - first)) {
       for (const RmapOwner& o : r.owners) {
@@ -70,6 +72,17 @@ std::vector<Filesystem::MapRow> Filesystem::fsmap(uint64_t start, uint64_t end, 
   std::stable_sort(rows.begin(), rows.end(), [](const MapRow& a, const MapRow& b) {
     return a.physical != b.physical ? a.physical < b.physical : a.ino < b.ino;
   });
+  // Free rows that touch (a retired block beside free ranges) are one free range, as on media.
+  std::vector<MapRow> merged;
+  for (const MapRow& r : rows) {
+    if (!merged.empty() && r.kind == DAXFS_OWN_FREE && merged.back().kind == DAXFS_OWN_FREE &&
+        merged.back().physical + merged.back().length == r.physical) {
+      merged.back().length += r.length;
+      continue;
+    }
+    merged.push_back(r);
+  }
+  rows = std::move(merged);
   std::vector<MapRow> out;
   for (const MapRow& r : rows) {
     if (r.physical == start && skip > 0) {

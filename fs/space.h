@@ -48,6 +48,8 @@ class Space {
     poisoned_ = std::move(poisoned);
   }
   size_t retired_blocks() const { return retired_.size(); }
+  // The poisoned free blocks held back (free on the media: fsmap lists them as free).
+  const std::vector<uint64_t>& retired() const { return retired_; }
   // Commits `txn`; the blocks it frees become allocatable only then. A commit that fails (a
   // transaction too big for the journal: a bug in its bounds) shuts the filesystem down and
   // empties `txn`.

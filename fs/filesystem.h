@@ -299,8 +299,10 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
                       dax::LayoutChange why);
   dax::Iomap mapping_at_locked(const Inode& in, uint64_t first, uint64_t end, uint32_t ops) const;
   // Holes get zeroed written blocks, unwritten blocks are zeroed and converted, shared blocks are
-  // copied: afterwards every block of [first, end) is written and private.
-  Status make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end);
+  // copied: afterwards every block of [first, end) is written and private. Poisoned blocks it
+  // zeroed whole are added to `recovered`: the caller clears them once the transaction commits.
+  Status make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end,
+                              std::vector<BlockRange>& recovered);
   // iomap_begin's allocating step (the layout broken already): `out` with its map filled in.
   Result<dax::IomapPair> storable_iomap_locked(Inode& in, uint64_t first, uint64_t end, uint32_t ops,
                                                const dax::Iomap& before, dax::IomapPair out);

@@ -319,8 +319,10 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
                       dax::LayoutChange why);
   dax::Iomap mapping_at_locked(const Inode& in, uint64_t first, uint64_t end, uint32_t ops) const;
   // Holes get zeroed written blocks, unwritten blocks are zeroed and converted, shared blocks are
-  // copied: afterwards every block of [first, end) is written and private.
-  Status make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end);
+  // copied: afterwards every block of [first, end) is written and private. Poisoned blocks it
+  // zeroed whole are added to `recovered`: the caller clears them once the transaction commits.
+  Status make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end,
+                              std::vector<BlockRange>& recovered);
   // iomap_begin's allocating step (the layout broken already): `out` with its map filled in.
   Result<dax::IomapPair> storable_iomap_locked(Inode& in, uint64_t first, uint64_t end, uint32_t ops,
                                                const dax::Iomap& before, dax::IomapPair out);
@@ -342,7 +344,12 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
   };
   Status plan_write_locked(Inode& in, uint64_t first, uint64_t end, std::vector<WriteRun>& runs);
   Result<size_t> finish_write_locked(Inode& in, uint64_t offset, size_t size, const std::vector<WriteRun>& runs,
-                                     KillPriv kill_priv);
+                                     const std::vector<BlockRange>& recovered, KillPriv kill_priv);
+  // Appends to `recovered` the poisoned blocks of physical run [physical, +end - first), mapped at
+  // file blocks [first, end), that a write of [offset, offset + size) stores whole (all of them
+  // when it zero-fills the run): the write clears them once durable. Called before it stores.
+  void note_recovery(uint64_t physical, uint64_t first, uint64_t end, uint64_t offset, size_t size, bool zero_filled,
+                     std::vector<BlockRange>& recovered) const;
   Result<size_t> write_locked(Inode& in, uint64_t offset, const char* data, size_t size, KillPriv kill_priv);
   // EIO when [offset, offset + size) covers part of a poisoned written block.
   Status check_recovery_write_locked(const Inode& in, uint64_t offset, size_t size) const;

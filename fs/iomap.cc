@@ -59,14 +59,22 @@ dax::Iomap Filesystem::mapping_at_locked(const Inode& in, uint64_t first, uint64
   return m;
 }
 
-Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end) {
+Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uint64_t end,
+                                        std::vector<BlockRange>& recovered) {
   // Shared blocks first (copied whole: a fault stores into any byte of them).
   TRY(cow_.unshare_blocks_locked(txn, in, first, end, 0, 0));
+  // The zeroing below stores whole blocks: poison found in them before it is a recovery write
+  // (XFS_BMAPI_ZERO zeroes through the pmem driver, which clears whole poisoned sectors), cleared
+  // by the caller once the transaction is durable, as write(2) does.
+  auto note_zeroed = [&](uint64_t start, uint64_t length) {
+    if (dev_->poisoned(start * kBlockSize, length * kBlockSize)) recovered.push_back({start, length});
+  };
   for (uint64_t pos = first; pos < end;) {
     dax::Iomap m = mapping_at_locked(in, pos, end, dax::kIomapRead);
     uint64_t stop = pos + m.length / kBlockSize;
     if (m.type == dax::IomapType::kUnwritten) {
       uint64_t phys = m.address / kBlockSize;
+      note_zeroed(phys, stop - pos);
       dev_->memset_nodrain(dev_->base() + m.address, 0, m.length);  // zeros become real data
       TRY(emap_.unmap_locked(txn, in, pos, stop, false));
       TRY(emap_.map_locked(txn, in, pos, phys, stop - pos, 0));
@@ -74,6 +82,7 @@ Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uin
       uint64_t goal = 0;
       for (uint64_t at = pos; at < stop;) {
         BlockRange r = TRY(space_.alloc_locked(stop - at, goal));
+        note_zeroed(r.start, r.length);  // poisoned after the allocator looked: rare
         dev_->memset_nodrain(dev_->base() + r.start * kBlockSize, 0, r.length * kBlockSize);
         TRY(emap_.map_locked(txn, in, at, r.start, r.length, 0));
         at += r.length;
@@ -150,8 +159,9 @@ Result<dax::IomapPair> Filesystem::storable_iomap_locked(Inode& inode, uint64_t 
   TRY(space_.reserve_locked(emap_.blocks_to_map(*in, first, end) + owners_.shared_blocks_locked(*in, first, end) + 2));
   Txn txn;
   DirtyGuard guard(space_, txn);
+  std::vector<BlockRange> recovered;
   if (ops & dax::kIomapWrite) {
-    TRY(make_storable_locked(txn, *in, first, end));
+    TRY(make_storable_locked(txn, *in, first, end, recovered));
   } else {
     // Zero and unshare leave holes and unwritten blocks as they are (they read as zeros
     // already); shared blocks get private copies first.
@@ -159,6 +169,7 @@ Result<dax::IomapPair> Filesystem::storable_iomap_locked(Inode& inode, uint64_t 
   }
   store_inode(txn, *in);
   TRY(space_.commit_locked(txn));  // drains the zeroes and copies above before the commit record
+  for (const BlockRange& r : recovered) TRY(dev_->clear_error(r.start * kBlockSize, r.length * kBlockSize));
   out.map = mapping_at_locked(*in, first, end, ops);
   if (before.type != out.map.type) out.map.flags |= dax::kIomapNew;
   return out;

@@ -55,11 +55,33 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t offset, const char* data
 
   std::vector<WriteRun> runs;
   TRY(plan_write_locked(*in, first, end, runs));
+  // Poison this write will clear is looked for now, before it stores: poison that comes while it
+  // copies means those cells lost what it stored, and stays.
+  std::vector<BlockRange> recovered;
+  for (const WriteRun& r : runs)
+    note_recovery(r.physical, r.first, r.end, offset, size, r.kind != WriteRun::kWritten, recovered);
   lock.unlock();
   for (const WriteRun& r : runs) copy_in(r.physical, r.first, r.end, offset, data, size, r.kind != WriteRun::kWritten);
   lock.lock();
   TRY(check_writable());  // a shutdown meanwhile: nothing is committed (the blocks stay in memory)
-  return finish_write_locked(*in, offset, size, runs, kill_priv);
+  return finish_write_locked(*in, offset, size, runs, recovered, kill_priv);
+}
+
+void Filesystem::note_recovery(uint64_t physical, uint64_t first, uint64_t end, uint64_t offset, size_t size,
+                               bool zero_filled, std::vector<BlockRange>& recovered) const {
+  // Only whole blocks: a partial store into a poisoned block does not replace its lost data (and
+  // one that was poisoned when the write started was refused). Zero-filled blocks are whole.
+  if (!dev_->poisoned(physical * kBlockSize, (end - first) * kBlockSize)) return;  // the usual case
+  for (uint64_t b = first; b < end; b++) {
+    bool whole = zero_filled || (b * kBlockSize >= offset && (b + 1) * kBlockSize <= offset + size);
+    uint64_t p = physical + (b - first);
+    if (!whole || !dev_->poisoned(p * kBlockSize, kBlockSize)) continue;
+    if (!recovered.empty() && recovered.back().end() == p) {
+      recovered.back().length++;
+    } else {
+      recovered.push_back({p, 1});
+    }
+  }
 }
 
 Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, std::vector<WriteRun>& runs) {
@@ -123,15 +145,12 @@ Status Filesystem::plan_write_locked(Inode& in, uint64_t first, uint64_t end, st
 }
 
 Result<size_t> Filesystem::finish_write_locked(Inode& in, uint64_t offset, size_t size,
-                                               const std::vector<WriteRun>& runs, KillPriv kill_priv) {
+                                               const std::vector<WriteRun>& runs,
+                                               const std::vector<BlockRange>& recovered, KillPriv kill_priv) {
   Txn txn;
   DirtyGuard guard(space_, txn);
-  // Poisoned blocks this write replaced whole (partial blocks were refused): cleared once the
-  // data is durable (Linux dax_recovery_write).
-  std::vector<BlockRange> recovered;
   for (const WriteRun& r : runs) {
     uint64_t n = r.end - r.first;
-    if (dev_->poisoned(r.physical * kBlockSize, n * kBlockSize)) recovered.push_back({r.physical, n});
     if (r.kind == WriteRun::kUnwritten) TRY(emap_.unmap_locked(txn, in, r.first, r.end, false));
     if (r.kind != WriteRun::kWritten) TRY(emap_.map_locked(txn, in, r.first, r.physical, n, 0));
   }
@@ -140,6 +159,8 @@ Result<size_t> Filesystem::finish_write_locked(Inode& in, uint64_t offset, size_
   touch(in, true, true);
   store_inode(txn, in);
   TRY(space_.commit_locked(txn));  // drains the data stored without mu_ before the commit record
+  // Poisoned blocks this write replaced whole (found before it stored): cleared now that the data
+  // is durable (Linux dax_recovery_write).
   for (const BlockRange& r : recovered) TRY(dev_->clear_error(r.start * kBlockSize, r.length * kBlockSize));
   counters_.writes++;
   counters_.bytes_written += size;
@@ -166,12 +187,9 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
     RecordLoc loc = TRY(emap_.alloc_record_locked(txn, *in));
     in->free_records.push_back(loc);
   }
-  // Poisoned device ranges this write stores whole blocks of (partial blocks are never
-  // poisoned here: checked above), cleared once the data is durable. Usually none: no allocation.
+  // Poisoned blocks this write stores whole, noted before it stores, cleared once the data is
+  // durable. Usually none: no allocation.
   std::vector<BlockRange> recovered;
-  auto note_written = [&](BlockRange r) {
-    if (dev_->poisoned(r.start * kBlockSize, r.length * kBlockSize)) recovered.push_back(r);
-  };
   uint64_t pos = first;
   while (pos < end) {
     auto it = in->extents.upper_bound(pos);
@@ -182,7 +200,7 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
         Extent e = prev->second;
         uint64_t run_end = std::min(end, estart + e.length);
         uint64_t phys = e.physical + (pos - estart);
-        note_written({phys, run_end - pos});
+        note_recovery(phys, pos, run_end, offset, size, e.unwritten(), recovered);
         if (!e.unwritten()) {
           copy_in(phys, pos, run_end, offset, data, size, false);
         } else {
@@ -203,7 +221,7 @@ Result<size_t> Filesystem::write_locked(Inode& inode, uint64_t offset, const cha
     }
     while (pos < hole_end) {
       BlockRange r = TRY(space_.alloc_locked(hole_end - pos, goal));
-      note_written(r);
+      note_recovery(r.start, pos, pos + r.length, offset, size, true, recovered);
       copy_in(r.start, pos, pos + r.length, offset, data, size, true);
       TRY(emap_.map_locked(txn, *in, pos, r.start, r.length, 0));
       pos += r.length;

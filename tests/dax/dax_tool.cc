@@ -20,12 +20,22 @@
 //                             mapping); a page that raised one is skipped afterwards; SIGTERM ends
 //   map-at FILE OFFSET        maps one page at file OFFSET (any value, e.g. 2^63 - 4096), loads
 //                             and stores it; prints "ok", "sigbus CODE" or the mmap error
+//   race FILE PAGES load|store  maps PAGES pages of FILE (read-write for "store"), touches each
+//                             once and prints "ready", then loads (or atomically adds 0 to: a
+//                             store that changes nothing) the first byte of every page, sweep
+//                             after sweep, until SIGTERM. Every SIGBUS is counted by page and
+//                             si_code and the sweep goes on (an early kill, BUS_MCEERR_AO, may
+//                             come on any thread: it is only counted). Then prints "sigbus PAGE
+//                             CODE COUNT" for each page and code seen, loads every page once
+//                             more and prints "probe PAGE CODE" for each that raised SIGBUS
+//                             (PAGES for an address outside the mapping), and "done"
 // Any SIGBUS not expected by the command prints "sigbus CODE ADDR" and exits 7.
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +109,23 @@ Mapping map_file(const char* path, bool store, int* fd_out = nullptr) {
   return {static_cast<char*>(p), span, static_cast<size_t>(st.st_size)};
 }
 
+// Loads the byte at p (or atomically adds 0 to it: a store that changes nothing) with the jump
+// armed: 0, or the si_code a SIGBUS handler that jumped back here left in g_bus_code. The
+// sigsetjmp is alone in its own frame: no caller's variable is live across it.
+int guarded_touch(char* p, bool store) {
+  if (sigsetjmp(g_jump, 1) != 0) return g_bus_code;
+  g_jump_armed = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (store) {
+    __atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
+  } else {
+    (void)*static_cast<volatile char*>(p);
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  g_jump_armed = 0;
+  return 0;
+}
+
 char* g_watch_base = nullptr;
 volatile sig_atomic_t g_watch_skip[4096];
 
@@ -123,19 +150,10 @@ int poison_watch(const char* path, bool still) {
   sa.sa_flags = SA_SIGINFO | SA_NODEFER;
   sigaction(SIGBUS, &sa, nullptr);
   size_t pages = std::min<size_t>((m.size + 4095) / 4096, 4096);
-  volatile char sink = 0;
   // Loads every page not known bad; a SIGBUS of the load itself skips the page.
   auto touch_all = [&] {
-    for (size_t i = 0; i < pages; i++) {
-      if (g_watch_skip[i]) continue;
-      if (sigsetjmp(g_jump, 1) == 0) {
-        g_jump_armed = 1;
-        std::atomic_signal_fence(std::memory_order_seq_cst);
-        sink = sink + *static_cast<volatile char*>(m.p + i * 4096);
-        std::atomic_signal_fence(std::memory_order_seq_cst);
-        g_jump_armed = 0;
-      }
-    }
+    for (size_t i = 0; i < pages; i++)
+      if (!g_watch_skip[i]) guarded_touch(m.p + i * 4096, false);
   };
   touch_all();
   printf("ready\n");
@@ -206,6 +224,69 @@ int storm(const char* path, double seconds) {
   return 0;
 }
 
+constexpr size_t kRaceMaxPages = 1024;
+constexpr int kCodes = 8;  // si_code 0..7 (BUS_ADRALN .. BUS_MCEERR_AO); anything else counts as 0
+char* g_race_base = nullptr;
+size_t g_race_pages = 0;
+pid_t g_race_tid = 0;  // the thread that touches (and arms the jump)
+volatile sig_atomic_t g_race_probing = 0;
+unsigned long g_race_bus[kRaceMaxPages + 1][kCodes];
+
+void on_race_bus(int, siginfo_t* si, void*) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(si->si_addr), base = reinterpret_cast<uintptr_t>(g_race_base);
+  size_t page = a >= base && a < base + g_race_pages * 4096 ? (a - base) / 4096 : g_race_pages;
+  int code = si->si_code > 0 && si->si_code < kCodes ? si->si_code : 0;
+  if (!g_race_probing || si->si_code == BUS_MCEERR_AO) __atomic_fetch_add(&g_race_bus[page][code], 1, __ATOMIC_RELAXED);
+  if (si->si_code == BUS_MCEERR_AO) return;  // asynchronous (early kill): nothing to skip
+  if (g_jump_armed && static_cast<pid_t>(syscall(SYS_gettid)) == g_race_tid) {
+    g_bus_code = si->si_code;
+    g_jump_armed = 0;
+    siglongjmp(g_jump, 1);
+  }
+  char buf[96];
+  int n = snprintf(buf, sizeof buf, "sigbus %d %p\n", si->si_code, si->si_addr);
+  (void)!write(1, buf, n);
+  _exit(7);
+}
+
+// Loads (or stores into) the first byte of page i: 0, or the si_code of the SIGBUS it raised.
+int race_touch(size_t i, bool store) { return guarded_touch(g_race_base + i * 4096, store); }
+
+int race(const char* path, size_t pages, bool store) {
+  if (pages == 0 || pages > kRaceMaxPages) {
+    fprintf(stderr, "dax_tool: race: 1 to %zu pages\n", kRaceMaxPages);
+    return 2;
+  }
+  int fd = open(path, store ? O_RDWR : O_RDONLY);
+  if (fd < 0) die(path);
+  void* p = mmap(nullptr, pages * 4096, PROT_READ | (store ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) die("mmap");
+  close(fd);
+  g_race_base = static_cast<char*>(p);
+  g_race_pages = pages;
+  g_race_tid = static_cast<pid_t>(syscall(SYS_gettid));
+  struct sigaction sa{};
+  sa.sa_sigaction = on_race_bus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGBUS, &sa, nullptr);
+  for (size_t i = 0; i < pages; i++) race_touch(i, false);
+  printf("ready\n");
+  while (!g_stop) {
+    for (size_t i = 0; i < pages && !g_stop; i++) race_touch(i, store);
+    usleep(200);  // two cores: leave the daemon and the other racers some
+  }
+  g_race_probing = 1;
+  for (size_t i = 0; i <= pages; i++)
+    for (int c = 0; c < kCodes; c++) {
+      unsigned long n = __atomic_load_n(&g_race_bus[i][c], __ATOMIC_RELAXED);
+      if (n) printf("sigbus %zu %d %lu\n", i, c, n);
+    }
+  for (size_t i = 0; i < pages; i++)
+    if (int code = race_touch(i, false)) printf("probe %zu %d\n", i, code);
+  printf("done\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -270,6 +351,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "storm" && argc == 4) return storm(path, atof(argv[3]));
+  if (cmd == "race" && argc == 5 && (std::string(argv[4]) == "load" || std::string(argv[4]) == "store"))
+    return race(path, strtoull(argv[3], nullptr, 0), std::string(argv[4]) == "store");
   if (cmd == "poison-watch") return poison_watch(path, argc > 3 && std::string(argv[3]) == "still");
   if (cmd == "exec" && argc >= 4) {
     Mapping m = map_file(path, false);

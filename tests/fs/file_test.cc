@@ -7,8 +7,10 @@
 
 #include <sys/statvfs.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <thread>
 
 #include "tests/support/fs_fixture.h"
 
@@ -231,3 +233,58 @@ TEST_CASE("default ACLs are inherited and access ACLs drive the mode", "[fs][xat
   CHECK(f->setxattr(plain->st_ino, "system.posix_acl_access", "junk", 0).error() == EINVAL);
 }
 
+
+TEST_CASE("a poison that lands on a block after a large write stored into it stays: the write does not clear it",
+          "[fs][file][poison]") {
+  // A write of 64 KiB or more copies its data without the global lock, then commits. The blocks
+  // it stores whole clear their poison (a recovery write), but only poison that was there before
+  // the store: poison that comes after it means the cells lost what was just written, and must
+  // stay (reads EIO). It used to be looked for after the copy, so a poison that came in between
+  // was cleared and the block read as good. Here the poison is injected once the write's first
+  // block holds the new data, while the write still copies the rest.
+  constexpr uint64_t kB = 4096, kSize = 64ULL << 20;  // long enough a copy to inject during it
+  FsFixture f(192ULL << 20);
+  uint64_t ino = f.make_file(f.root(), "big");
+  const std::string a(kSize, 'A'), b(kSize, 'B');
+  int fd = open(f.path().c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  int checked = 0;
+  for (int round = 0; round < 3; round++) {
+    // The first run places the file; the second, into the same (freed) blocks, is raced.
+    REQUIRE(f->write(ino, 0, a.data(), a.size()).value() == a.size());
+    auto rows = f->fiemap(ino, 0, 1);
+    REQUIRE(rows);
+    REQUIRE(!rows->empty());
+    const uint64_t first = (*rows)[0].physical;
+    daxfs::fs::SetAttr cut;
+    cut.valid = daxfs::fs::SetAttr::kSize;
+    REQUIRE(f->setattr(ino, cut));
+    std::atomic<bool> stop{false}, injected{false};
+    std::thread injector([&] {
+      char c = 0;
+      while (!stop && !(pread(fd, &c, 1, static_cast<off_t>(first)) == 1 && c == 'B')) {
+      }
+      if (stop) return;
+      auto dev = daxfs::pmemdev::Device::open(f.path(), {daxfs::pmemdev::Create::kNo, 0, daxfs::pmemdev::Map::kNo});
+      if (dev && (*dev)->inject_error(first, kB)) injected = true;
+    });
+    auto n = f->write(ino, 0, b.data(), b.size());
+    stop = true;
+    injector.join();
+    REQUIRE(n);
+    REQUIRE(*n == kSize);
+    if (!injected) continue;  // the write landed elsewhere this time
+    auto after = f->fiemap(ino, 0, 1);
+    REQUIRE(after);
+    REQUIRE((*after)[0].physical == first);
+    auto dev = daxfs::pmemdev::Device::open(f.path(), {daxfs::pmemdev::Create::kNo, 0, daxfs::pmemdev::Map::kNo});
+    REQUIRE(dev);
+    CHECK((*dev)->poisoned(first, kB));
+    std::string got(kB, '\0');
+    CHECK(f->read(ino, 0, kB, got.data()).error() == EIO);
+    REQUIRE((*dev)->clear_error(first, kB));
+    checked++;
+  }
+  close(fd);
+  CHECK(checked > 0);
+}

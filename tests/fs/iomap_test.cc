@@ -175,3 +175,38 @@ TEST_CASE("a report begin splits at poison; a write begin refuses to copy a pois
   CHECK(f->statfs().f_bfree == free0);
   CHECK_FALSE(f->is_shut_down());
 }
+
+TEST_CASE("a write begin over a poisoned unwritten block zeroes it whole and clears the poison",
+          "[fs][iomap][poison]") {
+  // A store fault into preallocated space whose block went bad: the conversion stores zeros over
+  // the whole block, a recovery write (XFS_BMAPI_ZERO through the pmem driver), as write(2)
+  // into it is. It used to keep the poison: the fault raised BUS_MCEERR_AR and the file, which
+  // read zeros there before, read EIO after.
+  FsFixture f;
+  uint64_t u = f.make_file(f.root(), "u");
+  REQUIRE(f->fallocate(u, 0, 0, 4 * kB));
+  auto m = begin(f, u, 0, 4 * kB, dax::kIomapReport);
+  REQUIRE(m.type == dax::IomapType::kUnwritten);
+  REQUIRE(m.length == 4 * kB);
+  const uint64_t bad = m.address + kB;
+  {
+    auto dev = daxfs::pmemdev::Device::open(f.path(), {daxfs::pmemdev::Create::kNo, 0, daxfs::pmemdev::Map::kNo});
+    REQUIRE(dev);
+    REQUIRE((*dev)->inject_error(bad, kB));
+  }
+  std::string got(kB, 'x');
+  REQUIRE(f->read(u, kB, kB, got.data()));  // unwritten: zeros, poison or not
+  CHECK(got == std::string(kB, '\0'));
+  m = begin(f, u, kB, kB, dax::kIomapWrite | dax::kIomapFault);
+  CHECK(m.type == dax::IomapType::kMapped);
+  CHECK(m.address == bad);
+  CHECK((m.flags & dax::kIomapPoisoned) == 0);
+  m = begin(f, u, kB, kB, dax::kIomapReport);
+  CHECK((m.flags & dax::kIomapPoisoned) == 0);
+  f.remount();  // the badblock list is persistent: cleared for good
+  REQUIRE(f->read(u, kB, kB, got.data()));
+  CHECK(got == std::string(kB, '\0'));
+  auto dev = daxfs::pmemdev::Device::open(f.path(), {daxfs::pmemdev::Create::kNo, 0, daxfs::pmemdev::Map::kNo});
+  REQUIRE(dev);
+  CHECK_FALSE((*dev)->poisoned(bad, kB));
+}

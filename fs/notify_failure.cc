@@ -212,7 +212,13 @@ void Filesystem::notify_failure(uint64_t offset, uint64_t length, pmemdev::Failu
     }
   }
   std::string who;
-  for (const Owner& o : owners) who += " inode " + std::to_string(o.ino) + " offset " + std::to_string(o.offset) + ";";
+  std::unordered_map<uint64_t, std::string> names;
+  if (!owners.empty()) names = paths();  // one walk of the namespace per event, not per owner
+  for (const Owner& o : owners) {
+    auto name = names.find(o.ino);
+    who += " inode " + std::to_string(o.ino) + " (" + (name == names.end() ? "unlinked" : name->second) +
+           ") offset " + std::to_string(o.offset) + ";";
+  }
   for (const std::string& m : metadata) who += " " + m + ";";
   fprintf(stderr, "daxfs: %s: memory failure at device offset %llu+%llu:%s\n", dev_->path().c_str(),
           static_cast<unsigned long long>(offset), static_cast<unsigned long long>(length),

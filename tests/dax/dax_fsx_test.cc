@@ -49,7 +49,12 @@ TEST_CASE("dax_fsx: mapped and system-call I/O match the model on dax=always and
       for (int seed : seeds) {
         // The client library called directly, then plain mmap(2) calls through the preload shim.
         for (const std::string& prog : {fsx(), fsx_shim()}) {
-          std::string out = run_fsx(m.path("fsx." + std::to_string(seed)), seed, 2000, "", prog);
+          // On dax=never the kernel's page cache and attributes are dropped asynchronously after
+          // a clone, dedupe, collapse or insert (the daemon cannot invalidate them on a request
+          // thread: docs/reflink.md), so a read right after one may see the old bytes: those
+          // four run on dax=always only, where every access reaches the media.
+          std::string extra = dax_mode ? "" : "--skip clone --skip dedupe --skip collapse --skip insert";
+          std::string out = run_fsx(m.path("fsx." + std::to_string(seed)), seed, 2000, extra, prog);
           // dax=always goes through the DAX layer; dax=never gets the kernel's mapping.
           INFO(out);
           CHECK(out.find(dax_mode ? "exercised dax: yes" : "exercised dax: no") != std::string::npos);

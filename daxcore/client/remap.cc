@@ -460,11 +460,14 @@ bool remap_fallocate(int fd, int mode, off_t offset, off_t len, int* result) {
   if (!on_daxfs(fd, &st)) return false;
   // vfs_fallocate()'s checks, in its order.
   auto check = [&]() -> int {
+    // Linux 6.11+ (this kernel): one mode at a time; collapse and insert without KEEP_SIZE;
+    // anything else EOPNOTSUPP (fs/open.c vfs_fallocate), as Filesystem::fallocate answers.
     if (offset < 0 || len <= 0) return EINVAL;
-    if ((mode & FALLOC_FL_COLLAPSE_RANGE) && (mode & ~FALLOC_FL_COLLAPSE_RANGE)) return EINVAL;
-    if ((mode & FALLOC_FL_INSERT_RANGE) && (mode & ~FALLOC_FL_INSERT_RANGE)) return EINVAL;
-    if ((mode & FALLOC_FL_UNSHARE_RANGE) && (mode & ~(FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_KEEP_SIZE)))
-      return EINVAL;
+    const int one_mode = mode & ~FALLOC_FL_KEEP_SIZE;
+    if (one_mode != FALLOC_FL_UNSHARE_RANGE && one_mode != FALLOC_FL_COLLAPSE_RANGE &&
+        one_mode != FALLOC_FL_INSERT_RANGE)
+      return EOPNOTSUPP;
+    if (one_mode != FALLOC_FL_UNSHARE_RANGE && (mode & FALLOC_FL_KEEP_SIZE)) return EOPNOTSUPP;
     int fl = access_mode(fd);
     if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY || (fl & O_PATH)) return EBADF;
     if (S_ISFIFO(st.st_mode)) return ESPIPE;

@@ -26,9 +26,10 @@
 //                             after sweep, until SIGTERM. Every SIGBUS is counted by page and
 //                             si_code and the sweep goes on (an early kill, BUS_MCEERR_AO, may
 //                             come on any thread: it is only counted). Then prints "sigbus PAGE
-//                             CODE COUNT" for each page and code seen, loads every page once
-//                             more and prints "probe PAGE CODE" for each that raised SIGBUS
-//                             (PAGES for an address outside the mapping), and "done"
+//                             CODE COUNT" for each page and code seen (PAGE is PAGES for an
+//                             address outside the mapping), loads every page once more and
+//                             prints "probe PAGE CODE" for each that raised SIGBUS, "value PAGE
+//                             BYTE" (decimal) for each that loaded, and "done"
 // Any SIGBUS not expected by the command prints "sigbus CODE ADDR" and exits 7.
 #include <fcntl.h>
 #include <setjmp.h>
@@ -112,17 +113,19 @@ Mapping map_file(const char* path, bool store, int* fd_out = nullptr) {
 // Loads the byte at p (or atomically adds 0 to it: a store that changes nothing) with the jump
 // armed: 0, or the si_code a SIGBUS handler that jumped back here left in g_bus_code. The
 // sigsetjmp is alone in its own frame: no caller's variable is live across it.
-int guarded_touch(char* p, bool store) {
+int guarded_touch(char* p, bool store, unsigned char* loaded = nullptr) {
   if (sigsetjmp(g_jump, 1) != 0) return g_bus_code;
   g_jump_armed = 1;
   std::atomic_signal_fence(std::memory_order_seq_cst);
+  unsigned char v;
   if (store) {
-    __atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
+    v = static_cast<unsigned char>(__atomic_fetch_add(p, 0, __ATOMIC_RELAXED));
   } else {
-    (void)*static_cast<volatile char*>(p);
+    v = static_cast<unsigned char>(*static_cast<volatile char*>(p));
   }
   std::atomic_signal_fence(std::memory_order_seq_cst);
   g_jump_armed = 0;
+  if (loaded) *loaded = v;
   return 0;
 }
 
@@ -281,8 +284,14 @@ int race(const char* path, size_t pages, bool store) {
       unsigned long n = __atomic_load_n(&g_race_bus[i][c], __ATOMIC_RELAXED);
       if (n) printf("sigbus %zu %d %lu\n", i, c, n);
     }
-  for (size_t i = 0; i < pages; i++)
-    if (int code = race_touch(i, false)) printf("probe %zu %d\n", i, code);
+  for (size_t i = 0; i < pages; i++) {
+    unsigned char v = 0;
+    if (int code = guarded_touch(g_race_base + i * 4096, false, &v)) {
+      printf("probe %zu %d\n", i, code);
+    } else {
+      printf("value %zu %d\n", i, v);
+    }
+  }
   printf("done\n");
   return 0;
 }

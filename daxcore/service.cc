@@ -456,7 +456,7 @@ DaxService::Added DaxService::add_record_locked(Session& s, const MappingEntry& 
   for (auto [it, end] = st.mappings.equal_range(key); it != end; ++it) {
     const MappingEntry& m = registry_->mapping(it->second);
     if (m.length == e.length && m.device == e.device && m.kind == e.kind && m.prot == e.prot &&
-        m.address == e.address)
+        m.address == e.address && marks_[it->second] == 0)
       return Added::kDuplicate;  // the same fault twice (two threads, a populate after a fault)
   }
   if (s.total_records >= kMaxRecordsPerSession) return Added::kFull;
@@ -464,6 +464,7 @@ DaxService::Added DaxService::add_record_locked(Session& s, const MappingEntry& 
   auto index = registry_->add_mapping(e);
   registry_->end_update();
   if (!index) return Added::kFull;
+  marks_[*index] = 0;
   st.mappings.emplace(key, *index);
   s.total_records++;
   *first = s.records[e.ino]++ == 0;
@@ -471,11 +472,11 @@ DaxService::Added DaxService::add_record_locked(Session& s, const MappingEntry& 
 }
 
 void DaxService::drop_locked(Session& s, uint64_t ino, uint64_t offset, uint64_t end, uint32_t kinds,
-                             std::vector<uint64_t>& released, std::optional<uint64_t> address) {
+                             std::vector<uint64_t>& released, std::optional<uint64_t> address, uint64_t mark) {
   auto it = inodes_.find(ino);
   if (it == inodes_.end()) return;
   auto& records = it->second.mappings;
-  std::vector<MappingEntry> pieces;  // what stays of trimmed records
+  std::vector<std::pair<MappingEntry, uint64_t>> pieces;  // what stays of trimmed records, their marks
   int64_t change = 0;               // in the session's record count
   registry_->begin_update();
   auto from = records.lower_bound({s.slot, 0});
@@ -486,11 +487,13 @@ void DaxService::drop_locked(Session& s, uint64_t ino, uint64_t offset, uint64_t
     // One mapping maps every file offset o at base + o: a record is that mapping's when its
     // address - offset is the mapping's.
     bool other_mapping = address && m.address - m.offset != *address - offset;
-    if (!(kinds & (1u << uint32_t(m.kind))) || m_end <= offset || m.offset >= end || other_mapping) {
+    if (!(kinds & (1u << uint32_t(m.kind))) || m_end <= offset || m.offset >= end || other_mapping ||
+        (mark && marks_[r->second] != mark)) {
       ++r;
       continue;
     }
     MappingEntry whole = m;
+    const uint64_t whole_mark = marks_[r->second];
     size_t parts = (whole.offset < offset ? 1 : 0) + (m_end > end ? 1 : 0);
     if (parts > 0 && registry_->free_count() < pieces.size() + parts) {
       ++r;  // no room for what stays: the whole record stays (revoking more later is harmless)
@@ -505,13 +508,14 @@ void DaxService::drop_locked(Session& s, uint64_t ino, uint64_t offset, uint64_t
       piece.offset = lo, piece.length = hi - lo;
       if (whole.device != UINT64_MAX) piece.device = whole.device + (lo - whole.offset);
       piece.address = whole.address + (lo - whole.offset);
-      pieces.push_back(piece);
+      pieces.emplace_back(piece, whole_mark);
     };
     if (whole.offset < offset) keep(whole.offset, offset);
     if (m_end > end) keep(end, m_end);
   }
-  for (const MappingEntry& piece : pieces) {
+  for (const auto& [piece, piece_mark] : pieces) {
     if (auto index = registry_->add_mapping(piece)) {
+      marks_[*index] = piece_mark;
       records.emplace(std::make_pair(s.slot, piece.offset), *index);
       change++;
     }
@@ -672,8 +676,10 @@ void DaxService::memory_failure(const std::vector<FileRange>& owners) {
   // (its next fault finds the poison).
   std::vector<Wait> waits;  // one per session: its last revoke's sequence
   std::string pids;
+  uint64_t mark;
   {
     std::lock_guard lock(mu_);
+    mark = ++last_mark_;
     registry_->begin_update();
     for (const FileRange& o : owners) {
       const uint64_t end = end_of(o.offset, o.length);
@@ -684,6 +690,8 @@ void DaxService::memory_failure(const std::vector<FileRange>& owners) {
       for (auto& [key, index] : it->second.mappings) {
         const MappingEntry& m = registry_->mapping(index);
         if (m.kind == MapKind::kZero || m.offset + m.length <= o.offset || m.offset >= end) continue;
+        Session* s = by_slot_[m.session];
+        if (s && !s->ended) marks_[index] = mark;  // revoked below: dropped after the wait
         if (std::find(slots.begin(), slots.end(), m.session) == slots.end()) slots.push_back(m.session);
       }
       for (uint32_t slot : slots) {
@@ -713,8 +721,17 @@ void DaxService::memory_failure(const std::vector<FileRange>& owners) {
   std::vector<uint64_t> released;
   {
     std::lock_guard lock(mu_);
+    // Only what this failure revoked: a session that acknowledged early may have refaulted a
+    // page since (healed by a recovery write), and that new record must stay.
     for (const Wait& w : waits)
-      for (const FileRange& o : owners) drop_locked(*w.session, o.ino, o.offset, end_of(o.offset, o.length), kDeviceOrZero, released);
+      for (const FileRange& o : owners)
+        drop_locked(*w.session, o.ino, o.offset, end_of(o.offset, o.length), kDeviceOrZero, released, std::nullopt,
+                    mark);
+    // What stays of them (pieces outside the ranges) is live again: a refault may dedupe with it.
+    for (const FileRange& o : owners)
+      if (auto it = inodes_.find(o.ino); it != inodes_.end())
+        for (auto& [key, index] : it->second.mappings)
+          if (marks_[index] == mark) marks_[index] = 0;
   }
   release(released);
 }

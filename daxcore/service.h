@@ -93,8 +93,10 @@ class DaxService : public LayoutSink {
   // Removes the session's records of `ino` within [offset, end) (of `kinds`; with `address`,
   // only those of the mapping that maps `offset` there), trimming the ones that straddle;
   // inodes whose last record of this session went are added to `released`.
+  // With `mark`, only records carrying that revoke mark (marks_) go.
   void drop_locked(Session& s, uint64_t ino, uint64_t offset, uint64_t end, uint32_t kinds,
-                   std::vector<uint64_t>& released, std::optional<uint64_t> address = std::nullopt);
+                   std::vector<uint64_t>& released, std::optional<uint64_t> address = std::nullopt,
+                   uint64_t mark = 0);
   // Records `e` for session `s` (an identical record is not added twice). kFull: the registry or
   // the session's share of it is full. *first: this is the session's first record of the inode
   // (the caller's hold on the inode is kept for it).
@@ -112,6 +114,12 @@ class DaxService : public LayoutSink {
   DaxFiles& files_;
   DaxOptions opts_;
   std::unique_ptr<Registry> registry_;
+  // Per registry index: the memory failure whose revoke covers the record (0: none). A marked
+  // record is already revoked, so a refault never counts as its duplicate, and the failure drops
+  // only the records it marked: one recorded while it waited (a refault of a page its recovery
+  // write healed) stays. Pieces of a trimmed record keep its mark.
+  std::vector<uint64_t> marks_ = std::vector<uint64_t>(kMaxMappings, 0);
+  uint64_t last_mark_ = 0;
   std::mutex mu_;  // everything below
   std::condition_variable pins_cv_;  // a pin record went
   std::map<pid_t, std::shared_ptr<Session>> sessions_;  // by thread-group id

@@ -902,20 +902,18 @@ TEST_CASE("poison racing with a full overwrite: no revoke by stale owner reaches
   check_daemon_up(m);
 }
 
-// KNOWN BUG (open): DaxService::memory_failure posts its revokes, waits for every session it
-// posted to (up to the lease: one stalled mapper holds the wait), then drops every record those
-// sessions have in the owners' ranges, including one a session made during the wait. Once the
-// page is healthy again (a recovery write: a full overwrite in place clears the poison), the
-// session that acknowledged early refaults it; the identical old record is still there (so the
-// fault adds none: a duplicate), and the drop after the wait removes it. The process then maps
-// the block with no record: a later break of that page posts it no revoke, the block is freed
-// and handed to another file, and the process reads that file's data through the old address
-// (docs/dax-design.md: "a record too many is safe, one too few is not"). break_layout has the
-// same drop after its wait but holds the file's locks, so no fault of the range comes in.
-// Made deterministic: a stopped second mapper keeps the notifier waiting. Hidden until fixed:
-// run it by its tag, [known-bug].
+// Regression: DaxService::memory_failure posts its revokes, waits for every session it posted
+// to (up to the lease: one stalled mapper holds the wait), then drops the records it revoked. It
+// used to drop every record those sessions had in the owners' ranges, including one a session made
+// during the wait: once the page is healthy again (a recovery write: a full overwrite in place
+// clears the poison), the session that acknowledged early refaults it, the identical old record
+// counted as its duplicate, and the drop after the wait removed it. The process then mapped the
+// block with no record: a later break of that page posted it no revoke, the block was freed and
+// handed to another file, and the process read that file's data through the old address. Now the
+// revoked records are marked when the revoke is posted (a refault never dedupes against them) and
+// only marked records go. Made deterministic: a stopped second mapper keeps the notifier waiting.
 TEST_CASE("a page made healthy while the notifier waits keeps its new mapping's record",
-          "[.known-bug][poison-refault]") {
+          "[poison-race][poison-refault]") {
   Mount m("16M", "lease=1");
   constexpr uint64_t kPages = 16, P = 5;
   std::string a = m.path("a");

@@ -56,25 +56,38 @@ std::vector<dax::Iomap> Filesystem::read_plan_locked(const Inode& in, uint64_t o
   return plan;
 }
 
-Status Filesystem::copy_out(const std::vector<dax::Iomap>& plan, uint64_t offset, size_t n, char* out) const {
+Result<size_t> Filesystem::copy_out(const std::vector<dax::Iomap>& plan, uint64_t offset, size_t n, char* out) const {
   for (const dax::Iomap& m : plan) {
     uint64_t pos = std::max(offset, m.offset), run_end = std::min(offset + n, m.end());
     if (m.type == dax::IomapType::kMapped) {
       uint64_t dev_off = m.address + (pos - m.offset);
-      if ((m.flags & dax::kIomapPoisoned) && dev_->poisoned(dev_off, run_end - pos)) return error(EIO);
+      if ((m.flags & dax::kIomapPoisoned) && dev_->poisoned(dev_off, run_end - pos)) {
+        // Up to the first poisoned block (pmem's direct access stops there).
+        uint64_t good = pos;
+        for (uint64_t b = pos; b < run_end; b = (b / kBlockSize + 1) * kBlockSize) {
+          uint64_t b_end = std::min(run_end, (b / kBlockSize + 1) * kBlockSize);
+          if (dev_->poisoned(m.address + (b - m.offset), b_end - b)) break;
+          good = b_end;
+        }
+        memcpy(out + (pos - offset), dev_->base() + dev_off, good - pos);
+        if (good == offset) return error(EIO);
+        return static_cast<size_t>(good - offset);
+      }
       memcpy(out + (pos - offset), dev_->base() + dev_off, run_end - pos);
     } else {
       memset(out + (pos - offset), 0, run_end - pos);  // holes and unwritten extents read as zeros
     }
   }
-  return {};
+  return n;
 }
 
 Status Filesystem::read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const {
-  return copy_out(read_plan_locked(in, offset, n), offset, n, out);
+  size_t got = TRY(copy_out(read_plan_locked(in, offset, n), offset, n, out));
+  if (got != n) return error(EIO);
+  return {};
 }
 
-Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char* out) {
+Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char* out, bool short_at_poison) {
   // The file's iolock and mmaplock shared: no write, layout change or copy-on-write fault of
   // this file can free or replace the blocks found under mu_, so the copy runs without it.
   std::vector<dax::Iomap> plan;
@@ -91,7 +104,9 @@ Result<size_t> Filesystem::read(uint64_t ino, uint64_t offset, size_t size, char
     n = static_cast<size_t>(std::min<uint64_t>(size, in->d.size - offset));
     plan = read_plan_locked(*in, offset, n);
   }
-  TRY(copy_out(plan, offset, n, out));
+  size_t got = TRY(copy_out(plan, offset, n, out));
+  if (got != n && !short_at_poison) return error(EIO);
+  n = got;
   counters_.reads++;
   counters_.bytes_read += n;
   return n;

@@ -137,7 +137,10 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
   void release_inode(uint64_t ino) override;
 
   // Data.
-  Result<size_t> read(uint64_t ino, uint64_t offset, size_t size, char* out);
+  // Reads up to `size` bytes. A poisoned block fails the read with EIO, or with `short_at_poison`
+  // (a read the kernel passes through whole, as direct I/O) ends it there, as dax_iomap_rw does:
+  // the bytes before the first poisoned block, EIO when there are none.
+  Result<size_t> read(uint64_t ino, uint64_t offset, size_t size, char* out, bool short_at_poison = false);
   // kill_priv: the writer lacks CAP_FSETID, so a write clears setuid (and setgid with group
   // execute), as Linux's file_remove_privs(); the FUSE kernel leaves that to us for direct I/O.
   enum class KillPriv { kNo, kYes };
@@ -330,7 +333,9 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
   Status read_range_locked(const Inode& in, uint64_t offset, size_t n, char* out) const;
   // The same in two steps: the mappings under mu_, the copy with the file's kRead locks only.
   std::vector<dax::Iomap> read_plan_locked(const Inode& in, uint64_t offset, size_t n) const;
-  Status copy_out(const std::vector<dax::Iomap>& plan, uint64_t offset, size_t n, char* out) const;
+  // Copies what `plan` maps: the bytes before the first poisoned block (EIO if none); all `n`
+  // when nothing is poisoned.
+  Result<size_t> copy_out(const std::vector<dax::Iomap>& plan, uint64_t offset, size_t n, char* out) const;
   // Zeroes the written bytes of [from, to) in place, persisted (shared blocks copied first).
   Status zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint64_t to);
   Status truncate_locked(Inode& in, uint64_t size, Txn& txn);

@@ -190,7 +190,13 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     if (off < 0) return void(fuse_reply_err(req, EINVAL));
     thread_local std::vector<char> buf;
     if (buf.size() < size) buf.resize(size);
-    auto n = fs_of(req).read(to_ino(req, ino), static_cast<uint64_t>(off), size, buf.data());
+    // A DAX file's reads are direct I/O: the kernel hands a short read to the caller as is, so a
+    // read that meets poison returns what comes before it (Linux's DAX read). Through the page
+    // cache a short read would look like EOF: there the read fails with EIO, and the kernel's
+    // page-by-page retry gives the same answer at page granularity.
+    fs::Filesystem& fs = fs_of(req);
+    uint64_t i = to_ino(req, ino);
+    auto n = fs.read(i, static_cast<uint64_t>(off), size, buf.data(), fs.is_dax(i));
     if (!n) return void(fuse_reply_err(req, n.error()));
     fuse_reply_buf(req, buf.data(), *n);
   });

@@ -85,6 +85,37 @@ TEST_CASE("xfs/550: a mapped file's poisoned page: late kill on touch, early kil
   }
 }
 
+TEST_CASE("a read that meets poison: short on a DAX file (dax_iomap_rw), EIO through the page cache",
+          "[dax][fuse][poison]") {
+  for (std::string dax : {"always", "never"}) {
+    DYNAMIC_SECTION("dax=" << dax) {
+      Mount m("16M", "dax=" + dax);
+      std::string f = m.path("f");
+      spit(f, std::string(8 * 4096, 'f'));
+      poison(m, f, 5 * 4096);
+      int fd = open(f.c_str(), O_RDONLY);
+      REQUIRE(fd >= 0);
+      std::vector<char> buf(8 * 4096);
+      errno = 0;
+      ssize_t n = pread(fd, buf.data(), buf.size(), 2 * 4096);  // pages 2..7: 5 is poisoned
+      if (dax == "always") {
+        CHECK(n == 3 * 4096);  // the bytes before the poisoned page
+        CHECK(std::string(buf.data(), 3 * 4096) == std::string(3 * 4096, 'f'));
+      } else {
+        // The kernel reads ahead in batches and retries page by page: never a zero-filled page.
+        if (n >= 0) CHECK(n <= 3 * 4096);
+        else CHECK(errno == EIO);
+        if (n > 0) CHECK(std::string(buf.data(), n) == std::string(n, 'f'));
+      }
+      errno = 0;
+      CHECK(pread(fd, buf.data(), 4096, 5 * 4096 + 100) < 0);  // starting in it: nothing before
+      CHECK(errno == EIO);
+      CHECK(pread(fd, buf.data(), 2 * 4096, 6 * 4096) == 2 * 4096);  // after it: fine
+      close(fd);
+    }
+  }
+}
+
 TEST_CASE("xfs/551: a file and its full reflink copy, mapped by two processes: both lose the page",
           "[dax][fuse][poison][reflink]") {
   Mount m;

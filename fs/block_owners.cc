@@ -23,7 +23,7 @@ Status BlockOwners::sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t 
     BlockRange r = TRY(space_.alloc_locked(1, 0));
     return r.start;
   };
-  auto persist = [this](void* dst, const void* src, size_t n) { dev_.memcpy_persist(dst, src, n); };
+  auto persist = [this](uint64_t dst, const void* src, size_t n) { dev_.memcpy_persist(dst, src, n); };
   TRY(refcounts_.sync(txn, rmap_, physical, length, offsetof(SuperBlock, refcount_head), head, dev_.base(),
                       alloc, persist));
   refcount_head_ = head;
@@ -41,7 +41,7 @@ Status BlockOwners::rewrite_refcounts_locked(Txn& txn) {
     fresh.push_back(r->start);
   }
   uint64_t head = refcount_head_;
-  auto persist = [this](void* dst, const void* src, size_t n) { dev_.memcpy_persist(dst, src, n); };
+  auto persist = [this](uint64_t dst, const void* src, size_t n) { dev_.memcpy_persist(dst, src, n); };
   refcounts_.rewrite(txn, fresh, offsetof(SuperBlock, refcount_head), head, dev_.base(), persist);
   refcount_head_ = head;
   return {};

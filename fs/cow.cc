@@ -46,7 +46,7 @@ Status Cow::unshare_blocks_locked(Txn& txn, Inode& in, uint64_t first, uint64_t 
         for (uint64_t b = 0; b < r.length; b++) {
           uint64_t fb = (logical + b) * kBlockSize;
           if (fb >= skip_from && fb + kBlockSize <= skip_to) continue;
-          dev_.memcpy_nodrain(dev_.base() + (r.start + b) * kBlockSize, dev_.base() + (old + b) * kBlockSize,
+          dev_.memcpy_nodrain((r.start + b) * kBlockSize, dev_.base() + (old + b) * kBlockSize,
                                kBlockSize);
         }
       }
@@ -126,7 +126,7 @@ Status Cow::clone_blocks_locked(Txn& txn, Inode& src, uint64_t sfirst, Inode& ds
       for (uint64_t done = 0; done < pc.length;) {
         BlockRange r = TRY(space_.alloc_locked(pc.length - done, 0));
         if (!(pc.flags & kExtentUnwritten))
-          dev_.memcpy_nodrain(dev_.base() + r.start * kBlockSize,
+          dev_.memcpy_nodrain(r.start * kBlockSize,
                                dev_.base() + (pc.physical + done) * kBlockSize, r.length * kBlockSize);
         TRY(emap_.map_locked(txn, dst, at + done, r.start, r.length, pc.flags));
         counters_.refcount_overflow_copies += r.length;

@@ -42,7 +42,7 @@ Result<struct stat> Filesystem::create_locked(uint64_t parent, std::string_view 
     taken.push_back(*r);
     char block[kBlockSize] = {};
     memcpy(block, target.data(), target.size());
-    dev_->memcpy_persist(dev_->base() + r->start * kBlockSize, block, sizeof block);  // before the commit
+    dev_->memcpy_persist(r->start * kBlockSize, block, sizeof block);  // before the commit
     in->d.head = r->start;
     in->d.size = target.size();
     in->symlink = std::string(target);

@@ -17,7 +17,7 @@ Result<uint64_t> ExtentMap::new_record_block_locked(Txn& txn, Inode& in, uint64_
   char block[kBlockSize] = {};
   RecordBlockHeader h{magic, in.ino, in.d.head, 0};
   memcpy(block, &h, sizeof h);
-  dev_.memcpy_persist(dev_.base() + r.start * kBlockSize, block, sizeof block);
+  dev_.memcpy_persist(r.start * kBlockSize, block, sizeof block);
   in.d.head = r.start;
   store_inode(txn, in);
   in.record_blocks.push_back(r.start);

@@ -28,15 +28,14 @@ Status Filesystem::zero_in_place_locked(Txn& txn, Inode& in, uint64_t from, uint
     uint64_t estart;
     const Extent* x = emap_.extent_at(in, b, &estart);
     if (!x || x->unwritten()) continue;
-    char* p = dev_->base() + (x->physical + b - estart) * kBlockSize;
-    dev_->memset_persist(p + s % kBlockSize, 0, e - s);
+    dev_->memset_persist((x->physical + b - estart) * kBlockSize + s % kBlockSize, 0, e - s);
   }
   return {};
 }
 
 void Filesystem::copy_in(uint64_t physical, uint64_t first, uint64_t end, uint64_t data_offset,
                          const char* data, size_t size, bool zero_rest) {
-  char* dst = dev_->base() + physical * kBlockSize;
+  const uint64_t dst = physical * kBlockSize;
   uint64_t bstart = first * kBlockSize, bend = end * kBlockSize;
   uint64_t ds = std::max(bstart, data_offset), de = std::min(bend, data_offset + size);
   if (zero_rest) {

@@ -372,7 +372,7 @@ class Filesystem : public pmemdev::Holder, public dax::DaxFiles {
 
   std::unique_ptr<pmemdev::Device> dev_;
   MountOptions opts_;
-  SuperBlock* sb_ = nullptr;  // the on-media superblock (read-only except through txns)
+  const SuperBlock* sb_ = nullptr;  // the on-media superblock (read-only except through txns)
   mutable std::shared_mutex mu_;
   Counters counters_;
   Allocator alloc_;

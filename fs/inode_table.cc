@@ -102,7 +102,7 @@ Result<Inode*> InodeTable::new_inode_locked(Txn& txn, uint32_t mode, uint32_t ui
     ch.magic = kChunkMagic;
     ch.next = sb->first_chunk;
     memcpy(block, &ch, sizeof ch);
-    dev_.memcpy_persist(dev_.base() + r.start * kBlockSize, block, sizeof block);
+    dev_.memcpy_persist(r.start * kBlockSize, block, sizeof block);
     uint64_t head = r.start;
     Txn link;
     link.write(offsetof(SuperBlock, first_chunk), &head, sizeof head);

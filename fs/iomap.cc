@@ -75,7 +75,7 @@ Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uin
     if (m.type == dax::IomapType::kUnwritten) {
       uint64_t phys = m.address / kBlockSize;
       note_zeroed(phys, stop - pos);
-      dev_->memset_nodrain(dev_->base() + m.address, 0, m.length);  // zeros become real data
+      dev_->memset_nodrain(m.address, 0, m.length);  // zeros become real data
       TRY(emap_.unmap_locked(txn, in, pos, stop, false));
       TRY(emap_.map_locked(txn, in, pos, phys, stop - pos, 0));
     } else if (m.type == dax::IomapType::kHole) {
@@ -83,7 +83,7 @@ Status Filesystem::make_storable_locked(Txn& txn, Inode& in, uint64_t first, uin
       for (uint64_t at = pos; at < stop;) {
         BlockRange r = TRY(space_.alloc_locked(stop - at, goal));
         note_zeroed(r.start, r.length);  // poisoned after the allocator looked: rare
-        dev_->memset_nodrain(dev_->base() + r.start * kBlockSize, 0, r.length * kBlockSize);
+        dev_->memset_nodrain(r.start * kBlockSize, 0, r.length * kBlockSize);
         TRY(emap_.map_locked(txn, in, at, r.start, r.length, 0));
         at += r.length;
         goal = r.end();

@@ -7,6 +7,7 @@
 // A crash before 3 loses the txn (nothing reachable changed); after 3, recovery redoes step 4.
 #include "fs/journal.h"
 
+#include <cstddef>
 #include <utility>
 
 namespace daxfs::fs {
@@ -50,7 +51,7 @@ Status Journal::apply(const char* entries, uint64_t bytes, uint64_t count, bool 
     if (e.offset >= dev_.size() || e.length > dev_.size() - e.offset) return error(EUCLEAN);
     // The journal may never redirect a write into itself.
     if (e.offset < start_ + size_ && e.offset + e.length > start_) return error(EUCLEAN);
-    if (!check_only) dev_.memcpy_nodrain(dev_.base() + e.offset, entries + pos, e.length);
+    if (!check_only) dev_.memcpy_nodrain(e.offset, entries + pos, e.length);
     pos += padded;
   }
   return {};
@@ -60,8 +61,7 @@ Status Journal::commit(Txn& txn) {
   if (txn.empty()) return {};
   if (crashed_) return error(EIO);  // the test seam's process "died" at an earlier commit
   if (txn.bytes() > capacity()) return error(EFBIG);
-  char* area = dev_.base() + start_ + sizeof(JournalHeader);
-  dev_.memcpy_nodrain(area, txn.buf_.data(), txn.bytes());
+  dev_.memcpy_nodrain(start_ + sizeof(JournalHeader), txn.buf_.data(), txn.bytes());
   dev_.drain();  // (2) entries and the caller's flushed data before the commit record
   CrashPoint crash = CrashPoint::kNone;
   if (crash_at_ != CrashPoint::kNone) {
@@ -83,14 +83,14 @@ Status Journal::commit(Txn& txn) {
   h.count = txn.count_;
   h.bytes = txn.bytes();
   h.checksum = header_checksum(h, txn.buf_.data());
-  dev_.memcpy_persist(header(), &h, sizeof h);  // (3) the commit point
+  dev_.memcpy_persist(start_, &h, sizeof h);  // (3) the commit point
   if (crash == CrashPoint::kAfterCommitRecord) return died();
   Status st = apply(txn.buf_.data(), txn.bytes(), txn.count_, false);
   if (!st) abort();  // entries were built by this process: a bad one is a bug
   dev_.drain();       // (4) home locations durable before the journal is emptied
   if (crash == CrashPoint::kAfterApply) return died();
   uint64_t zero = 0;
-  dev_.memcpy_persist(&header()->magic, &zero, sizeof zero);  // (5)
+  dev_.memcpy_persist(start_ + offsetof(JournalHeader, magic), &zero, sizeof zero);  // (5)
   txn.clear();
   return {};
 }
@@ -104,20 +104,20 @@ Result<uint64_t> Journal::recover() {
   // A header whose checksum does not match was never committed whole: nothing to redo.
   if (h.bytes > capacity() || header_checksum(h, area) != h.checksum) {
     uint64_t zero = 0;
-    dev_.memcpy_persist(&header()->magic, &zero, sizeof zero);
+    dev_.memcpy_persist(start_ + offsetof(JournalHeader, magic), &zero, sizeof zero);
     return uint64_t{0};
   }
   TRY(apply(area, h.bytes, h.count, true));
   TRY(apply(area, h.bytes, h.count, false));
   dev_.drain();  // replayed home locations before the journal is emptied
   uint64_t zero = 0;
-  dev_.memcpy_persist(&header()->magic, &zero, sizeof zero);
+  dev_.memcpy_persist(start_ + offsetof(JournalHeader, magic), &zero, sizeof zero);
   return h.count;
 }
 
 void Journal::format() {
   JournalHeader h{};
-  dev_.memcpy_persist(header(), &h, sizeof h);
+  dev_.memcpy_persist(start_, &h, sizeof h);
 }
 
 }  // namespace daxfs::fs

@@ -72,8 +72,8 @@ class Journal {
   }
 
  private:
-  JournalHeader* header() const {
-    return reinterpret_cast<JournalHeader*>(dev_.base() + start_);
+  const JournalHeader* header() const {
+    return reinterpret_cast<const JournalHeader*>(dev_.base() + start_);
   }
   Status apply(const char* entries, uint64_t bytes, uint64_t count, bool check_only);
   pmemdev::Device& dev_;

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "fs/filesystem.h"
@@ -19,11 +20,9 @@ Status format(pmemdev::Device& device, const FormatOptions& opts) {
   // as it was.
   SuperBlock sb{};
   if (getrandom(sb.uuid, sizeof sb.uuid, 0) != sizeof sb.uuid) return error(EIO);
-  char* base = device.base();
   uint64_t block_count = device.size() / kBlockSize;
-  auto* sb_media = reinterpret_cast<SuperBlock*>(base);
   uint64_t zero = 0;
-  device.memcpy_persist(&sb_media->magic, &zero, sizeof zero);  // invalidate an old filesystem first
+  device.memcpy_persist(offsetof(SuperBlock, magic), &zero, sizeof zero);  // invalidate an old filesystem first
 
   sb.magic = kSuperMagic;
   sb.version = kFormatVersion;
@@ -60,9 +59,9 @@ Status format(pmemdev::Device& device, const FormatOptions& opts) {
   Timespec ts{now.tv_sec, static_cast<uint32_t>(now.tv_nsec), 0};
   root.atime = root.mtime = root.ctime = root.btime = ts;
   memcpy(block + kInodeSize, &root, sizeof root);
-  device.memcpy_persist(base + chunk * kBlockSize, block, sizeof block);  // chunk before the sb
+  device.memcpy_persist(chunk * kBlockSize, block, sizeof block);  // chunk before the sb
 
-  device.memcpy_persist(base, &sb, sizeof sb);  // the superblock last: the format's commit point
+  device.memcpy_persist(0, &sb, sizeof sb);  // the superblock last: the format's commit point
   return {};
 }
 

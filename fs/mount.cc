@@ -30,7 +30,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::unique_ptr<pmemdev::D
   }
   TRY(check_superblock(*device, why));
   std::unique_ptr<Filesystem> fs(new Filesystem(std::move(device), opts));
-  fs->sb_ = reinterpret_cast<SuperBlock*>(fs->dev_->base());
+  fs->sb_ = reinterpret_cast<const SuperBlock*>(fs->dev_->base());
   Status claimed = fs->dev_->claim(fs.get(), pmemdev::Device::Notifier::kDeferred);
   if (!claimed) {
     why = claimed.error() == EBUSY ? "the device is already mounted (held by another process)"

@@ -118,7 +118,7 @@ Result<std::string> Filesystem::rebuild_metadata_locked(uint64_t block, const Me
           memcpy(image + sizeof h + slot * sizeof de, &de, sizeof de);
         }
       }
-      dev_->memcpy_persist(dev_->base() + fresh.start * kBlockSize, image, sizeof image);  // before it is linked
+      dev_->memcpy_persist(fresh.start * kBlockSize, image, sizeof image);  // before it is linked
       if (i + 1 == blocks.size()) {
         in.d.head = fresh.start;
         store_inode(txn, in);
@@ -140,7 +140,7 @@ Result<std::string> Filesystem::rebuild_metadata_locked(uint64_t block, const Me
       BlockRange fresh = TRY(space_.alloc_locked(1, block));
       char image[kBlockSize] = {};
       memcpy(image, in.symlink.data(), in.symlink.size());
-      dev_->memcpy_persist(dev_->base() + fresh.start * kBlockSize, image, sizeof image);
+      dev_->memcpy_persist(fresh.start * kBlockSize, image, sizeof image);
       in.d.head = fresh.start;
       store_inode(txn, in);
       txn.free_after_commit(block, 1);

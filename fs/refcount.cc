@@ -29,8 +29,8 @@ uint32_t RefcountTable::recorded(uint64_t block) const {
 }
 
 Status RefcountTable::sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t length, uint64_t head_offset,
-                           uint64_t& head, char* base, const BlockAllocator& alloc,
-                           const std::function<void(void*, const void*, size_t)>& persist_copy) {
+                           uint64_t& head, const char* base, const BlockAllocator& alloc,
+                           const std::function<void(uint64_t, const void*, size_t)>& persist_copy) {
   uint64_t end = start + length;
   // Widen to the records the range overlaps or touches: they are rewritten whole, so that
   // neighbours with equal counts merge back into one record.
@@ -67,7 +67,7 @@ Status RefcountTable::sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t 
     char block[kBlockSize] = {};
     RecordBlockHeader h{kRefcountMagic, 0, head, 0};
     memcpy(block, &h, sizeof h);
-    persist_copy(base + b * kBlockSize, block, sizeof block);  // initialised before it is linked
+    persist_copy(b * kBlockSize, block, sizeof block);  // initialised before it is linked
     head = b;
     txn.write(head_offset, &head, sizeof head);
     blocks_.push_back(b);
@@ -113,7 +113,7 @@ uint64_t RefcountTable::sync_bound(const Rmap& rmap, uint64_t start, uint64_t le
 }
 
 void RefcountTable::rewrite(Txn& txn, const std::vector<uint64_t>& fresh, uint64_t head_offset, uint64_t& head,
-                            char* base, const std::function<void(void*, const void*, size_t)>& persist_copy) {
+                            const char* base, const std::function<void(uint64_t, const void*, size_t)>& persist_copy) {
   auto it = map_.begin();
   uint64_t prev = 0;
   std::vector<RecordLoc> free;
@@ -131,7 +131,7 @@ void RefcountTable::rewrite(Txn& txn, const std::vector<uint64_t>& fresh, uint64
       it->second.loc = {b, slot};
       ++it;
     }
-    persist_copy(base + b * kBlockSize, block, sizeof block);
+    persist_copy(b * kBlockSize, block, sizeof block);
     prev = b;
   }
   for (uint64_t old : blocks_) txn.free_after_commit(old, 1);

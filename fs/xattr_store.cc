@@ -22,7 +22,7 @@ Status XattrStore::store_locked(Txn& txn, Inode& in) {
     }
     new_block = r.start;
     // The new blob is durable before the transaction that points the inode at it.
-    dev_.memcpy_persist(dev_.base() + r.start * kBlockSize, blob.data(), blob.size());
+    dev_.memcpy_persist(r.start * kBlockSize, blob.data(), blob.size());
   }
   in.d.xattr_block = new_block;
   in.d.xattr_length = static_cast<uint32_t>(blob.size());

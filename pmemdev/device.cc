@@ -102,8 +102,6 @@ Result<std::unique_ptr<Device>> Device::open(const std::string& path, const Open
   if (rc) return error(pmem2_to_errno(rc, "pmem2_map_new"));
   d->base_ = static_cast<char*>(pmem2_map_get_address(d->map_));
   d->cache_line_ = pmem2_map_get_store_granularity(d->map_) != PMEM2_GRANULARITY_PAGE;
-  d->persist_ = pmem2_get_persist_fn(d->map_);
-  d->flush_ = pmem2_get_flush_fn(d->map_);
   d->drain_ = pmem2_get_drain_fn(d->map_);
   d->memcpy_ = pmem2_get_memcpy_fn(d->map_);
   d->memset_ = pmem2_get_memset_fn(d->map_);
@@ -169,18 +167,54 @@ Device::~Device() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void Device::persist(const void* addr, size_t length) const { persist_(addr, length); }
-void Device::flush(const void* addr, size_t length) const { flush_(addr, length); }
-void Device::drain() const { drain_(); }
-void Device::memcpy_persist(void* dst, const void* src, size_t length) const {
-  memcpy_(dst, src, length, 0);
+// A store outside the device is a caller's bug that would scribble on the process: stop here.
+void Device::check_store(uint64_t dst, size_t length) const {
+  if (dst > size_ || length > size_ - dst) {
+    fprintf(stderr, "daxfs: store of %zu bytes at device offset %llu is outside the device (%llu bytes)\n",
+            length, static_cast<unsigned long long>(dst), static_cast<unsigned long long>(size_));
+    abort();
+  }
 }
-void Device::memset_persist(void* dst, int c, size_t length) const { memset_(dst, c, length, 0); }
-void Device::memcpy_nodrain(void* dst, const void* src, size_t length) const {
-  memcpy_(dst, src, length, PMEM2_F_MEM_NODRAIN);
+
+// The trace records a store with what it stores (a copy made before the store: `src` may be
+// device memory the same call overwrites) and the flush and fence the libpmem2 call issues.
+void Device::memcpy_persist(uint64_t dst, const void* src, size_t length) const {
+  check_store(dst, length);
+  if (trace_) [[unlikely]] {
+    trace_->store(dst, src, length);
+    trace_->flush(dst, length);
+    trace_->fence();
+  }
+  memcpy_(base_ + dst, src, length, 0);
 }
-void Device::memset_nodrain(void* dst, int c, size_t length) const {
-  memset_(dst, c, length, PMEM2_F_MEM_NODRAIN);
+void Device::memset_persist(uint64_t dst, int c, size_t length) const {
+  check_store(dst, length);
+  if (trace_) [[unlikely]] {
+    trace_->fill(dst, c, length);
+    trace_->flush(dst, length);
+    trace_->fence();
+  }
+  memset_(base_ + dst, c, length, 0);
+}
+void Device::memcpy_nodrain(uint64_t dst, const void* src, size_t length) const {
+  check_store(dst, length);
+  if (trace_) [[unlikely]] {
+    trace_->store(dst, src, length);
+    trace_->flush(dst, length);
+  }
+  memcpy_(base_ + dst, src, length, PMEM2_F_MEM_NODRAIN);
+}
+void Device::memset_nodrain(uint64_t dst, int c, size_t length) const {
+  check_store(dst, length);
+  if (trace_) [[unlikely]] {
+    trace_->fill(dst, c, length);
+    trace_->flush(dst, length);
+  }
+  memset_(base_ + dst, c, length, PMEM2_F_MEM_NODRAIN);
+}
+void Device::drain() const {
+  if (trace_) [[unlikely]] trace_->fence();
+  drain_();
 }
 
 Status Device::check_range(uint64_t offset, uint64_t length) const {
@@ -203,7 +237,7 @@ Status Device::write(uint64_t offset, const void* buf, size_t length) {
     if (offset % kSectorSize != 0 || length % kSectorSize != 0) return error(EIO);
     TRY(ctl_->clear(offset, length));
   }
-  memcpy_persist(base_ + offset, buf, length);
+  memcpy_persist(offset, buf, length);
   return {};
 }
 

@@ -13,6 +13,7 @@
 
 #include "pmemdev/control.h"
 #include "pmemdev/holder.h"
+#include "pmemdev/trace.h"
 #include "common/result.h"
 
 struct pmem2_map;
@@ -88,21 +89,28 @@ class Device {
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_; }
   const OpenChanges& changes() const { return changes_; }
-  // The mapped media (nullptr when opened with Map::kNo). Direct loads and stores are the
-  // caller's business; persist them with persist().
-  char* base() const { return base_; }
+  // The mapped media, for loads (nullptr when opened with Map::kNo). Read-only on purpose: every
+  // store to the media goes through the methods below, by device offset, so that a trace
+  // (set_trace(): power-fail emulation) sees every crash-visible write; the filesystem cannot
+  // bypass it.
+  const char* base() const { return base_; }
   bool cache_line_granularity() const { return cache_line_; }
 
-  // Persistence primitives of the libpmem2 map.
-  void persist(const void* addr, size_t length) const;
-  void flush(const void* addr, size_t length) const;
+  // Stores, by device offset (the range must lie inside the device), with the libpmem2 map's
+  // persistence: memcpy/memset_persist store, flush and drain (the bytes are durable when they
+  // return); the _nodrain forms store and flush, and a later drain() (an SFENCE) makes them
+  // durable. `src` may point into the device (a copy between blocks).
+  void memcpy_persist(uint64_t dst, const void* src, size_t length) const;
+  void memset_persist(uint64_t dst, int c, size_t length) const;
+  void memcpy_nodrain(uint64_t dst, const void* src, size_t length) const;
+  void memset_nodrain(uint64_t dst, int c, size_t length) const;
   void drain() const;
-  // Copies/sets device memory and makes it persistent before returning.
-  void memcpy_persist(void* dst, const void* src, size_t length) const;
-  void memset_persist(void* dst, int c, size_t length) const;
-  // Same, but only flushed: the caller orders it later with drain().
-  void memcpy_nodrain(void* dst, const void* src, size_t length) const;
-  void memset_nodrain(void* dst, int c, size_t length) const;
+
+  // Power-fail emulation (pmemdev/trace.h): while a trace is set, every store, flush and fence
+  // above is also recorded in it, in order. Set it before the device is shared between threads
+  // (a mount); nullptr stops tracing. Without a trace each call costs one predictable branch.
+  void set_trace(PersistTrace* trace) { trace_ = trace; }
+  PersistTrace* trace() const { return trace_; }
 
   // The driver's read path: EIO when any sector of the range is poisoned, EINVAL/ERANGE for a
   // range outside the device.
@@ -140,6 +148,7 @@ class Device {
  private:
   Device() = default;
   Status check_range(uint64_t offset, uint64_t length) const;
+  void check_store(uint64_t dst, size_t length) const;
   void notifier_loop(uint64_t seen);
 
   std::string path_;
@@ -150,12 +159,11 @@ class Device {
   bool cache_line_ = false;
   pmem2_source* src_ = nullptr;
   pmem2_map* map_ = nullptr;
-  void (*persist_)(const void*, size_t) = nullptr;
-  void (*flush_)(const void*, size_t) = nullptr;
   void (*drain_)() = nullptr;
   void* (*memcpy_)(void*, const void*, size_t, unsigned) = nullptr;
   void* (*memset_)(void*, int, size_t, unsigned) = nullptr;
   std::unique_ptr<ControlFile> ctl_;
+  PersistTrace* trace_ = nullptr;
   Holder* holder_ = nullptr;
   bool claimed_ = false;
   uint64_t claim_seen_ = 0;

@@ -202,7 +202,7 @@ class Run {
               static_cast<unsigned long long>(w.offset));
       abort();
     }
-    dev_->memcpy_persist(dev_->base() + w.offset, w.bytes.data(), w.bytes.size());
+    dev_->memcpy_persist(w.offset, w.bytes.data(), w.bytes.size());
   }
 
   void add(const Problem& p) {

@@ -109,7 +109,9 @@ TEST_CASE("a torn commit record is not replayed", "[fs][journal][crash]") {
   t.write(100 * 4096, "new!", 4);
   j.crash_next_commit_at(fs::Journal::CrashPoint::kAfterCommitRecord);
   REQUIRE(j.commit(t));
-  d->base()[4096 + sizeof(fs::JournalHeader) + 20] ^= 1;  // an entry byte that never made it
+  const uint64_t byte = 4096 + sizeof(fs::JournalHeader) + 20;
+  char flipped = static_cast<char>(d->base()[byte] ^ 1);
+  d->memcpy_persist(byte, &flipped, 1);  // an entry byte that never made it
   fs::Journal again(*d, 1, 16);
   CHECK(again.recover().value() == 0);
   CHECK(at(*d, 100 * 4096, 4) == std::string(4, '\0'));

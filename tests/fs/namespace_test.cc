@@ -187,9 +187,9 @@ TEST_CASE("mount refuses a namespace whose invariants are broken instead of hang
   auto poke = [&](uint64_t ino, size_t field_offset, uint64_t value, size_t size) {
     auto d = daxfs::pmemdev::Device::open(path, {});
     REQUIRE(d);
-    char* at = (*d)->base() + daxfs::fs::ino_block(ino) * daxfs::fs::kBlockSize +
-               daxfs::fs::ino_slot(ino) * daxfs::fs::kInodeSize + field_offset;
-    memcpy(at, &value, size);
+    uint64_t at = daxfs::fs::ino_block(ino) * daxfs::fs::kBlockSize +
+                  daxfs::fs::ino_slot(ino) * daxfs::fs::kInodeSize + field_offset;
+    (*d)->memcpy_persist(at, &value, size);
   };
   auto mount_fails_with = [&](const std::string& what) {
     auto d = daxfs::pmemdev::Device::open(path, {});

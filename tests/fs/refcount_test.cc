@@ -18,7 +18,7 @@ struct Harness {
   Txn txn;
   void sync(uint64_t start, uint64_t length) {
     auto alloc = [this]() -> daxfs::Result<uint64_t> { return next_block++; };
-    auto copy = [](void* d, const void* s, size_t n) { memcpy(d, s, n); };
+    auto copy = [this](uint64_t d, const void* s, size_t n) { memcpy(media.data() + d, s, n); };
     REQUIRE(table.sync(txn, rmap, start, length, 0, head, media.data(), alloc, copy));
   }
   struct Rec {

@@ -126,7 +126,7 @@ TEST_CASE("a journal replay that corrupts the superblock is caught before it is 
   {
     auto d = daxfs::pmemdev::Device::open(f.path(), {});
     REQUIRE(d);
-    auto* sb = reinterpret_cast<daxfs::fs::SuperBlock*>((*d)->base());
+    const auto* sb = reinterpret_cast<const daxfs::fs::SuperBlock*>((*d)->base());
     daxfs::fs::Journal j(**d, sb->journal_start, sb->journal_blocks);
     daxfs::fs::Txn t;
     uint64_t bogus = 1ULL << 40;  // first_chunk far past the end of the device
@@ -167,7 +167,7 @@ void poke(const std::string& path, uint64_t offset, const T& value) {
   auto d = daxfs::pmemdev::Device::open(path, {});
   REQUIRE(d);
   REQUIRE(offset + sizeof value <= (*d)->size());
-  (*d)->memcpy_persist((*d)->base() + offset, &value, sizeof value);
+  (*d)->memcpy_persist(offset, &value, sizeof value);
 }
 uint64_t size_offset(uint64_t ino) {
   return daxfs::fs::ino_block(ino) * 4096 + daxfs::fs::ino_slot(ino) * 256 + offsetof(daxfs::fs::DiskInode, size);

@@ -87,7 +87,7 @@ class FsckFixture {
   void put_bytes(uint64_t offset, const void* data, size_t length) {
     auto d = open();
     REQUIRE(offset + length <= d->size());
-    d->memcpy_persist(d->base() + offset, data, length);
+    d->memcpy_persist(offset, data, length);
   }
   fs::SuperBlock sb() { return get<fs::SuperBlock>(0); }
   static uint64_t inode_at(uint64_t ino) {

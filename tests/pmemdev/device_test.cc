@@ -37,10 +37,10 @@ TEST_CASE("a device maps its file and persisted stores survive a reopen", "[pmem
     CHECK(d->size() == 1 << 20);
     CHECK(d->cache_line_granularity());
     const char msg[] = "persistent hello";
-    d->memcpy_persist(d->base() + 4096, msg, sizeof msg);
-    memcpy(d->base() + 8192, msg, sizeof msg);
-    d->persist(d->base() + 8192, sizeof msg);
-    d->memset_persist(d->base() + 12288, 0x5a, 100);
+    d->memcpy_persist(4096, msg, sizeof msg);
+    d->memcpy_nodrain(8192, msg, sizeof msg);
+    d->drain();
+    d->memset_persist(12288, 0x5a, 100);
   }
   auto d = reopen(path);
   CHECK(std::string(d->base() + 4096) == "persistent hello");

@@ -29,6 +29,9 @@ uint64_t header_checksum(const JournalHeader& h, const char* entries) {
   return fnv1a64(fields, sizeof fields) ^ fnv1a64(entries, h.bytes);
 }
 
+Journal::Bug Journal::bug_ = Journal::Bug::kNone;
+void Journal::inject_bug_for_testing(Bug bug) { bug_ = bug; }
+
 void Txn::write(uint64_t offset, const void* data, uint32_t length) {
   JournalEntry e{offset, length, 0};
   size_t at = buf_.size();
@@ -51,7 +54,12 @@ Status Journal::apply(const char* entries, uint64_t bytes, uint64_t count, bool 
     if (e.offset >= dev_.size() || e.length > dev_.size() - e.offset) return error(EUCLEAN);
     // The journal may never redirect a write into itself.
     if (e.offset < start_ + size_ && e.offset + e.length > start_) return error(EUCLEAN);
-    if (!check_only) dev_.memcpy_nodrain(e.offset, entries + pos, e.length);
+    if (!check_only) {
+      if (bug_ == Bug::kNoFlushApply) [[unlikely]]
+        dev_.memcpy_noflush(e.offset, entries + pos, e.length);
+      else
+        dev_.memcpy_nodrain(e.offset, entries + pos, e.length);
+    }
     pos += padded;
   }
   return {};
@@ -62,7 +70,8 @@ Status Journal::commit(Txn& txn) {
   if (crashed_) return error(EIO);  // the test seam's process "died" at an earlier commit
   if (txn.bytes() > capacity()) return error(EFBIG);
   dev_.memcpy_nodrain(start_ + sizeof(JournalHeader), txn.buf_.data(), txn.bytes());
-  dev_.drain();  // (2) entries and the caller's flushed data before the commit record
+  if (bug_ != Bug::kNoFenceBeforeCommit) [[likely]]
+    dev_.drain();  // (2) entries and the caller's flushed data before the commit record
   CrashPoint crash = CrashPoint::kNone;
   if (crash_at_ != CrashPoint::kNone) {
     if (crash_skip_ > 0)
@@ -87,7 +96,8 @@ Status Journal::commit(Txn& txn) {
   if (crash == CrashPoint::kAfterCommitRecord) return died();
   Status st = apply(txn.buf_.data(), txn.bytes(), txn.count_, false);
   if (!st) abort();  // entries were built by this process: a bad one is a bug
-  dev_.drain();       // (4) home locations durable before the journal is emptied
+  if (bug_ != Bug::kNoFenceAfterApply) [[likely]]
+    dev_.drain();  // (4) home locations durable before the journal is emptied
   if (crash == CrashPoint::kAfterApply) return died();
   uint64_t zero = 0;
   dev_.memcpy_persist(start_ + offsetof(JournalHeader, magic), &zero, sizeof zero);  // (5)

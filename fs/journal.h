@@ -66,6 +66,16 @@ class Journal {
   // `point`, as if the process died there; every commit() after it then fails with EIO and
   // writes nothing, as a dead process writes nothing.
   enum class CrashPoint { kNone, kAfterEntries, kAfterCommitRecord, kAfterApply };
+
+  // Test seam of the crash-state explorer (tests/crash): a commit protocol with one ordering step
+  // removed, process-wide, to show that the explorer catches it. Never set outside tests.
+  enum class Bug {
+    kNone,
+    kNoFenceBeforeCommit,  // step 2's drain removed: the commit record may outrun entries and data
+    kNoFenceAfterApply,    // step 4's drain removed: the journal may empty before its home writes
+    kNoFlushApply,         // step 4's home writes stored without a flush
+  };
+  static void inject_bug_for_testing(Bug bug);
   void crash_next_commit_at(CrashPoint point, uint64_t skip = 0) {
     crash_at_ = point;
     crash_skip_ = skip;
@@ -76,6 +86,7 @@ class Journal {
     return reinterpret_cast<const JournalHeader*>(dev_.base() + start_);
   }
   Status apply(const char* entries, uint64_t bytes, uint64_t count, bool check_only);
+  static Bug bug_;
   pmemdev::Device& dev_;
   uint64_t start_;
   uint64_t size_;

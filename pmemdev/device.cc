@@ -102,6 +102,7 @@ Result<std::unique_ptr<Device>> Device::open(const std::string& path, const Open
   if (rc) return error(pmem2_to_errno(rc, "pmem2_map_new"));
   d->base_ = static_cast<char*>(pmem2_map_get_address(d->map_));
   d->cache_line_ = pmem2_map_get_store_granularity(d->map_) != PMEM2_GRANULARITY_PAGE;
+  d->flush_ = pmem2_get_flush_fn(d->map_);
   d->drain_ = pmem2_get_drain_fn(d->map_);
   d->memcpy_ = pmem2_get_memcpy_fn(d->map_);
   d->memset_ = pmem2_get_memset_fn(d->map_);
@@ -211,6 +212,16 @@ void Device::memset_nodrain(uint64_t dst, int c, size_t length) const {
     trace_->flush(dst, length);
   }
   memset_(base_ + dst, c, length, PMEM2_F_MEM_NODRAIN);
+}
+void Device::memcpy_noflush(uint64_t dst, const void* src, size_t length) const {
+  check_store(dst, length);
+  if (trace_) [[unlikely]] trace_->store(dst, src, length);
+  memcpy_(base_ + dst, src, length, PMEM2_F_MEM_NOFLUSH);
+}
+void Device::flush(uint64_t offset, size_t length) const {
+  check_store(offset, length);
+  if (trace_) [[unlikely]] trace_->flush(offset, length);
+  flush_(base_ + offset, length);
 }
 void Device::drain() const {
   if (trace_) [[unlikely]] trace_->fence();

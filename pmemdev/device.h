@@ -104,6 +104,10 @@ class Device {
   void memset_persist(uint64_t dst, int c, size_t length) const;
   void memcpy_nodrain(uint64_t dst, const void* src, size_t length) const;
   void memset_nodrain(uint64_t dst, int c, size_t length) const;
+  // A store left in the CPU cache (PMEM2_F_MEM_NOFLUSH), for a caller that flushes it later with
+  // flush() (CLWB of the range's cache lines); neither orders anything before drain().
+  void memcpy_noflush(uint64_t dst, const void* src, size_t length) const;
+  void flush(uint64_t offset, size_t length) const;
   void drain() const;
 
   // Power-fail emulation (pmemdev/trace.h): while a trace is set, every store, flush and fence
@@ -159,6 +163,7 @@ class Device {
   bool cache_line_ = false;
   pmem2_source* src_ = nullptr;
   pmem2_map* map_ = nullptr;
+  void (*flush_)(const void*, size_t) = nullptr;
   void (*drain_)() = nullptr;
   void* (*memcpy_)(void*, const void*, size_t, unsigned) = nullptr;
   void* (*memset_)(void*, int, size_t, unsigned) = nullptr;

@@ -70,7 +70,8 @@ class PowerFail {
   enum class Choice {
     kNone,    // every in-flight line lost: only what was flushed and fenced
     kAll,     // every store reached the media (what the program saw)
-    kRandom,  // each line a random prefix of its stores, the first one lost torn at random
+    kRandom,  // each line all its stores, with a chance drawn per state, or else a random proper
+              // prefix of them, the first one lost torn at random
   };
   // Writes the device image of a power failure at this position into `out` (the image's size).
   // kRandom draws from `seed`; returns false when the draw came out the same as kNone or kAll

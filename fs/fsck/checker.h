@@ -70,4 +70,10 @@ struct CheckOptions {
 // Never crashes on corrupt media; throws only std::bad_alloc.
 CheckResult check_filesystem(const Image& image, const fs::SuperBlock& sb, const CheckOptions& options = {});
 
+// Poison in the journal as the mount judges it (fs/mount.cc): kHeader or kLive (a committed
+// transaction's bytes) cannot be read, so the transaction can be neither replayed nor discarded
+// until the poison is cleared; kDead holds nothing (a mount rewrites it).
+enum class JournalPoison { kNone, kDead, kLive, kHeader };
+JournalPoison journal_poison(const Image& image, const fs::SuperBlock& sb);
+
 }  // namespace daxfs::fsck

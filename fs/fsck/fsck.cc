@@ -55,7 +55,14 @@ class Run {
     SuperCheck sc = check_superblock(image);
     if (!sc.fatal.empty()) return fail(sc.fatal);
     if (!sc.unrepairable.empty()) return unrepairable(sc.unrepairable);
-    if (journal(image, sc.sb)) {
+    JournalPoison jp = journal_poison(image, sc.sb);
+    if (jp == JournalPoison::kHeader || jp == JournalPoison::kLive) {
+      // As the mount: the last transaction cannot be read, so it is neither replayed (its bytes
+      // are lost) nor discarded (it may be the only record of an operation), and no repair may
+      // run on a filesystem whose last change is unknown. Check only; the poison pass says what
+      // to do (clear-error, then fsck.daxfs -y).
+      saw_poisoned_journal_ = true;
+    } else if (journal(image, sc.sb)) {
       sc = check_superblock(image);  // the replayed transaction may have rewritten the superblock
       if (!sc.fatal.empty()) return fail(sc.fatal);
       if (!sc.unrepairable.empty()) return unrepairable(sc.unrepairable);
@@ -71,7 +78,8 @@ class Run {
     r_.clean = false;
     r_.exit_code = kExitOperational;
   }
-  bool repairing() const { return opts_.mode == Mode::kRepair; }
+  bool repairing() const { return opts_.mode == Mode::kRepair && !saw_poisoned_journal_; }
+  bool saw_poisoned_journal_ = false;
 
   // A geometry no repair can make right (a truncated device): reported, nothing written, exit 4.
   // Checking the rest under a geometry that is known wrong would only plan damage.

@@ -32,6 +32,18 @@ std::string path_of(const Paths& paths, uint64_t ino) {
 std::string named(const Paths& paths, uint64_t ino) { return "inode " + num(ino) + " (" + path_of(paths, ino) + ")"; }
 }  // namespace
 
+JournalPoison journal_poison(const Image& image, const fs::SuperBlock& sb) {
+  const pmemdev::Device& dev = image.device();
+  const uint64_t jstart = sb.journal_start * kBs, jbytes = sb.journal_blocks * kBs;
+  if (jbytes == 0 || !dev.poisoned(jstart, jbytes)) return JournalPoison::kNone;
+  if (dev.poisoned(jstart, kBs)) return JournalPoison::kHeader;
+  fs::JournalHeader h{};
+  (void)image.read(jstart, &h, sizeof h);  // a healthy block
+  if (h.magic == fs::kJournalMagic && dev.poisoned(jstart, std::min<uint64_t>(jbytes, sizeof h + h.bytes)))
+    return JournalPoison::kLive;
+  return JournalPoison::kDead;
+}
+
 // inode -> its path from the root, once the planned repairs are made (a reconnected inode is in
 // /lost+found). The first name found for a file with several, as the mount's paths() does.
 std::unordered_map<uint64_t, std::string> Checker::known_paths() {
@@ -64,17 +76,11 @@ void Checker::check_poison() {
   const std::string refused = " has poisoned sectors; a mount refuses the device until the poison is cleared "
                               "(daxfsctl clear-error, then fsck.daxfs -y repairs what the block held)";
   if (dev.poisoned(0, kBs)) report("poisoned_metadata", 0, "the superblock (block 0)" + refused);
-  const uint64_t jstart = sb_.journal_start * kBs, jbytes = sb_.journal_blocks * kBs;
-  if (jbytes > 0 && dev.poisoned(jstart, jbytes)) {
-    // As the mount judges it: the header and a committed transaction are read; the rest is dead.
-    fs::JournalHeader h{};
-    (void)img_.read(jstart, &h, sizeof h);
-    bool header_bad = dev.poisoned(jstart, kBs);
-    bool live_bad = h.magic == fs::kJournalMagic && dev.poisoned(jstart, std::min<uint64_t>(jbytes, sizeof h + h.bytes));
+  if (JournalPoison jp = journal_poison(img_, sb_); jp != JournalPoison::kNone) {
     std::string where = "(" + blocks(sb_.journal_start, sb_.journal_blocks) + ")";
-    if (header_bad)
+    if (jp == JournalPoison::kHeader)
       report("poisoned_metadata", 0, "the journal's header (" + blocks(sb_.journal_start, 1) + ")" + refused);
-    else if (live_bad)
+    else if (jp == JournalPoison::kLive)
       report("poisoned_metadata", 0, "the journal's committed transaction " + where + refused);
     else
       report("poisoned_journal", 0,

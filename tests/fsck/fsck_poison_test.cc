@@ -322,6 +322,43 @@ TEST_CASE("poisoned metadata is an error fsck cannot repair, named by kind and o
     CHECK(p[0].detail == "the journal's header (block " + at(sb.journal_start) + ")" + refused);
     refused_until_cleared(fx, 1);
   }
+  SECTION("the journal's committed transaction: neither replayed nor discarded until cleared") {
+    // A transaction committed (a crash before its home writes) whose second block is poisoned:
+    // fsck -y must not replay bytes it cannot read, nor repair around a change it cannot see.
+    const uint64_t home = (sb.block_count - 8) * kB;  // a free block: what it holds is nobody's
+    std::string payload(6000, 'J');
+    {
+      auto d = open_device(fx);
+      fs::Journal j(*d, sb.journal_start, sb.journal_blocks);
+      fs::Txn t;
+      t.write(home, payload.data(), static_cast<uint32_t>(payload.size()));
+      j.crash_next_commit_at(fs::Journal::CrashPoint::kAfterCommitRecord);
+      REQUIRE(j.commit(t));
+    }
+    poison(fx, (sb.journal_start + 1) * kB, kB);
+    auto n = fx.check();
+    CHECK(n.exit_code == fsck::kExitUncorrected);
+    auto p = found(n, "poisoned_metadata");
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].detail == "the journal's committed transaction (blocks " + at(sb.journal_start) + "+" +
+                             at(sb.journal_blocks) + ")" + refused);
+    CHECK(found(n, "journal_replay").empty());
+    std::string before = fx.media();
+    auto y = fx.repair();
+    CHECK(y.exit_code == fsck::kExitUncorrected);
+    CHECK_FALSE(y.modified);
+    CHECK(fx.media() == before);  // not replayed: the home block is untouched
+    CHECK_FALSE(fx.mounts());
+    {
+      auto d = open_device(fx);
+      REQUIRE(d->clear_error(0, d->size()));
+    }
+    auto again = fx.repair();  // cleared: the transaction's bytes are whole here, so it replays
+    CHECK(again.exit_code <= fsck::kExitCorrected);
+    CHECK(open_device(fx)->base()[home + 5999] == 'J');
+    CHECK(fx.check().exit_code == fsck::kExitClean);
+    CHECK(fx.mounts());
+  }
   SECTION("the journal's dead part: informational, the mount rewrites it") {
     poison(fx, (sb.journal_start + 3) * kB, kB);
     auto r = fx.check();

@@ -381,3 +381,52 @@ TEST_CASE("a DAX mapping by nobody: none without the device and read-only from a
   CHECK(w.state() == before);
   CHECK(slurp(w.path("shared")) == std::string(8192, 'W'));
 }
+
+TEST_CASE("a control file planted beside the device by another user is refused and links are not followed",
+          "[pmemdev][isolation]") {
+  TempDir dir;
+  REQUIRE(chmod(dir.path().c_str(), 01777) == 0);  // like /dev/shm: anyone may create names
+  const std::string mkfs = program("mkfs.daxfs") + " -s 16M ";
+  std::string out;
+  SECTION("a control file of another user's, made before the device") {
+    std::string dev = dir.file("pmem0");
+    std::string report = as(Who::kNobody, [&](Report& rep) {
+      int fd = open((dev + ".ctl").c_str(), O_CREAT | O_EXCL | O_RDWR, 0666);
+      ALLOWED(fd);
+      ALLOWED(fchmod(fd, 0666));
+      close(fd);
+    });
+    REQUIRE(report == "");
+    CHECK(run(mkfs + dev, &out) != 0);
+    INFO(out);
+    CHECK(out.find("belongs to uid 65534") != std::string::npos);
+    CHECK(file_mode(dev) == "missing");  // the failed mkfs removed the device it made
+    struct stat st;
+    REQUIRE(stat((dev + ".ctl").c_str(), &st) == 0);
+    CHECK(st.st_size == 0);  // never initialised: nobody holds no mutex of ours
+  }
+  SECTION("a symbolic link in its place") {
+    std::string dev = dir.file("pmem1"), victim = dir.file("victim");
+    spit(victim, "");
+    REQUIRE(chmod(victim.c_str(), 0600) == 0);
+    std::string report = as(Who::kNobody, [&](Report& rep) { ALLOWED(symlink(victim.c_str(), (dev + ".ctl").c_str())); });
+    REQUIRE(report == "");
+    CHECK(run(mkfs + dev, &out) != 0);
+    CHECK(file_mode(dev) == "missing");
+    CHECK(slurp(victim).empty());  // never written through the link
+  }
+  SECTION("our own control file, more open than the device, is narrowed to the device's mode") {
+    std::string dev = dir.file("pmem2");
+    REQUIRE(run(mkfs + dev, &out) == 0);
+    std::string ctl = daxfs::pmemdev::ControlFile::path_for(dev);
+    REQUIRE(chmod(ctl.c_str(), 0666) == 0);
+    CHECK(run(program("daxfsctl") + " list-errors " + dev, &out) == 0);
+    CHECK(out.find("pmemdev: " + ctl + " was mode 0666, more open than the device: narrowed to 0600\n") !=
+          std::string::npos);
+    CHECK(file_mode(ctl) == "0600");
+    REQUIRE(chmod(dev.c_str(), 0640) == 0);
+    REQUIRE(chmod(ctl.c_str(), 0644) == 0);
+    CHECK(run(program("daxfsctl") + " list-errors " + dev, &out) == 0);
+    CHECK(file_mode(ctl) == "0640");
+  }
+}

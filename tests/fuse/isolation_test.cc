@@ -246,6 +246,53 @@ class World {
   Mount m_;
 };
 
+// A DAX session for this process through `fd`: a sealed channel memfd, held "alive" by an OFD
+// lock on a second open. Returns the mapped channel (nullptr and the errno in `err` on failure).
+daxfs_dax_channel* dax_connect(int fd, daxfs_dax_connect* c, int* err) {
+  int chan_fd = static_cast<int>(syscall(SYS_memfd_create, "probe", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (chan_fd < 0 || ftruncate(chan_fd, sizeof(daxfs_dax_channel)) != 0 ||
+      fcntl(chan_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+    *err = errno;
+    return nullptr;
+  }
+  int lock_fd = open(("/proc/self/fd/" + std::to_string(chan_fd)).c_str(), O_RDWR | O_CLOEXEC);
+  struct flock lk {};
+  lk.l_type = F_WRLCK;
+  if (lock_fd < 0 || fcntl(lock_fd, F_OFD_SETLK, &lk) != 0) {
+    *err = errno;
+    return nullptr;
+  }
+  memset(c, 0, sizeof *c);
+  c->abi = DAXFS_DAX_ABI;
+  c->channel_fd = chan_fd;
+  if (ioctl(fd, DAXFS_IOC_DAX_CONNECT, c) != 0) {
+    *err = errno;
+    return nullptr;
+  }
+  void* p = mmap(nullptr, sizeof(daxfs_dax_channel), PROT_READ | PROT_WRITE, MAP_SHARED, chan_fd, 0);
+  *err = p == MAP_FAILED ? errno : 0;
+  return p == MAP_FAILED ? nullptr : static_cast<daxfs_dax_channel*>(p);
+}
+
+// One fault request through slot 0; the daemon's errno (or -1 when it did not answer in 2 s).
+int dax_fault(daxfs_dax_channel* chan, uint64_t token, uint64_t ino, bool write) {
+  daxfs_dax_request& slot = chan->requests[0];
+  daxfs_dax_request req{};
+  req.state = DAXFS_REQ_CLAIMED;
+  req.op = DAXFS_OP_FAULT, req.token = token, req.ino = ino, req.offset = 0, req.length = 4096;
+  req.prot = write ? PROT_READ | PROT_WRITE : PROT_READ;
+  req.flags = write ? DAXFS_FAULT_WRITE : 0;
+  memcpy(&slot, &req, sizeof req);
+  __atomic_store_n(&slot.state, DAXFS_REQ_SUBMITTED, __ATOMIC_RELEASE);
+  __atomic_fetch_add(&chan->doorbell, 1, __ATOMIC_RELEASE);
+  syscall(SYS_futex, &chan->doorbell, 1 /* FUTEX_WAKE */, INT32_MAX, nullptr, nullptr, 0);
+  for (int i = 0; i < 200 && __atomic_load_n(&slot.state, __ATOMIC_ACQUIRE) != DAXFS_REQ_REPLIED; i++) usleep(10000);
+  if (__atomic_load_n(&slot.state, __ATOMIC_ACQUIRE) != DAXFS_REQ_REPLIED) return -1;
+  int e = static_cast<int>(slot.error);
+  __atomic_store_n(&slot.state, DAXFS_REQ_FREE, __ATOMIC_RELEASE);
+  return e;
+}
+
 // `text` without the lines that start with `prefix` (the client library's notes on stderr).
 std::string without_lines(const std::string& text, const std::string& prefix) {
   std::istringstream in(text);
@@ -310,6 +357,141 @@ TEST_CASE("nobody reads and writes and truncates and changes only what the modes
   CHECK(report == "");
   CHECK(w.state() == before);
   CHECK(slurp(w.path("shared")).substr(0, 6) == "nobody");
+}
+
+TEST_CASE("every daxfs ioctl holds nobody to its fd's open mode and the file's permissions",
+          "[fuse][ioctl][isolation]") {
+  World w;
+  const auto from_secret = w.clone_from("secret");
+  const auto from_inner = w.clone_from("closed/inner");
+  const auto from_public = w.clone_from("public");
+  const auto from_mine = w.clone_from("pub/mine");
+  const uint64_t secret_ino = w.ino("secret"), inner_ino = w.ino("closed/inner");
+  std::string before = w.state();
+  std::string report = as(Who::kNobody, [&](Report& rep) {
+    int pro = open(w.path("public").c_str(), O_RDONLY);
+    int mine_ro = open(w.path("pub/mine").c_str(), O_RDONLY);
+    int shared_ro = open(w.path("shared").c_str(), O_RDONLY);
+    int shared_rw = open(w.path("shared").c_str(), O_RDWR);
+    int shared_append = open(w.path("shared").c_str(), O_WRONLY | O_APPEND);
+    int dir = open(w.mount().mnt().c_str(), O_RDONLY | O_DIRECTORY);
+    EXPECT(pro >= 0 && mine_ro >= 0 && shared_ro >= 0 && shared_rw >= 0 && shared_append >= 0 && dir >= 0);
+    // Clone: the destination open for writing and not appending (generic_file_rw_checks), the
+    // source readable by its path (what opening it would need).
+    for (int fd : {pro, mine_ro, shared_ro, shared_append}) {
+      auto a = from_mine;
+      DENIED(EBADF, ioctl(fd, DAXFS_IOC_CLONE_RANGE, &a));
+    }
+    auto a = from_secret;
+    DENIED(EBADF, ioctl(shared_rw, DAXFS_IOC_CLONE_RANGE, &a));
+    a = from_inner;
+    DENIED(EBADF, ioctl(shared_rw, DAXFS_IOC_CLONE_RANGE, &a));
+    // Dedupe: may_dedupe_file(): not the owner, no write permission, a read-only fd: EPERM.
+    a = from_public;
+    DENIED(EPERM, ioctl(pro, DAXFS_IOC_DEDUPE_RANGE, &a));
+    a = from_mine;
+    DENIED(EPERM, ioctl(pro, DAXFS_IOC_DEDUPE_RANGE, &a));
+    a = from_secret;
+    DENIED(EBADF, ioctl(shared_rw, DAXFS_IOC_DEDUPE_RANGE, &a));
+    a = from_public;  // the owner may, through a read-only fd; so may one with write permission
+    ALLOWED(ioctl(mine_ro, DAXFS_IOC_DEDUPE_RANGE, &a));
+    EXPECT(a.status == 1);  // 'P' and 'M' differ: nothing shared
+    a = from_mine;
+    ALLOWED(ioctl(shared_ro, DAXFS_IOC_DEDUPE_RANGE, &a));
+    // The fallocate modes: an fd open for writing (vfs_fallocate), whoever owns the file.
+    for (int fd : {pro, mine_ro, shared_ro}) {
+      daxfs_range r{0, 4096, {}};
+      DENIED(EBADF, ioctl(fd, DAXFS_IOC_UNSHARE_RANGE, &r));
+      DENIED(EBADF, ioctl(fd, DAXFS_IOC_COLLAPSE_RANGE, &r));
+      DENIED(EBADF, ioctl(fd, DAXFS_IOC_INSERT_RANGE, &r));
+    }
+    // fsmap and shutdown: CAP_SYS_ADMIN; FSSETXATTR: the owner (or CAP_FOWNER).
+    auto q = std::make_unique<daxfs_fsmap>();
+    *q = {};
+    q->end = UINT64_MAX;
+    DENIED(EPERM, ioctl(dir, DAXFS_IOC_FSMAP, q.get()));
+    DENIED(EPERM, ioctl(pro, DAXFS_IOC_FSMAP, q.get()));
+    uint32_t how = 0;
+    DENIED(EPERM, ioctl(dir, XFS_IOC_GOINGDOWN, &how));
+    DENIED(EPERM, ioctl(pro, XFS_IOC_GOINGDOWN, &how));
+    fsxattr x{};
+    ALLOWED(ioctl(pro, FS_IOC_FSGETXATTR, &x));
+    x.fsx_xflags ^= FS_XFLAG_DAX;
+    DENIED(EPERM, ioctl(pro, FS_IOC_FSSETXATTR, &x));
+    ALLOWED(ioctl(mine_ro, FS_IOC_FSGETXATTR, &x));
+    ALLOWED(ioctl(mine_ro, FS_IOC_FSSETXATTR, &x));  // its own file, the flags it has
+    // Facts about a file nobody may read, as on Linux (FIEMAP needs only an open fd).
+    auto m = std::make_unique<daxfs_fiemap>();
+    *m = {};
+    ALLOWED(ioctl(pro, DAXFS_IOC_FIEMAP, m.get()));
+    EXPECT(m->count == 1 && (m->extents[0].flags & DAXFS_EXTENT_SHARED));
+    daxfs_fileinfo info{};
+    ALLOWED(ioctl(pro, DAXFS_IOC_FILEINFO, &info));
+    // The DAX layer: a grant needs a session, gives what the fd's mode gives, and faults are
+    // served only for granted files and only as granted.
+    daxfs_dax_grant g{};
+    DENIED(ENOTCONN, ioctl(pro, DAXFS_IOC_DAX_GRANT, &g));
+    daxfs_dax_connect c;
+    int err = 0;
+    daxfs_dax_channel* chan = dax_connect(pro, &c, &err);
+    EXPECT(chan != nullptr);
+    if (!chan) return;
+    ALLOWED(ioctl(pro, DAXFS_IOC_DAX_GRANT, &g));
+    EXPECT(g.access == DAXFS_DAX_ACCESS_READ);
+    const uint64_t public_ino = g.ino;
+    g = {};
+    DENIED(EACCES, ioctl(shared_append, DAXFS_IOC_DAX_GRANT, &g));  // not open for reading
+    DENIED(ENODEV, ioctl(dir, DAXFS_IOC_DAX_GRANT, &g));
+    g = {};
+    ALLOWED(ioctl(shared_rw, DAXFS_IOC_DAX_GRANT, &g));
+    EXPECT(g.access == (DAXFS_DAX_ACCESS_READ | DAXFS_DAX_ACCESS_WRITE));
+    EXPECT(dax_fault(chan, c.token, public_ino, false) == 0);
+    EXPECT(dax_fault(chan, c.token, public_ino, true) == EACCES);  // a store through a read-only grant
+    EXPECT(dax_fault(chan, c.token, secret_ino, false) == EACCES);  // never granted
+    EXPECT(dax_fault(chan, c.token, inner_ino, false) == EACCES);
+    EXPECT(dax_fault(chan, c.token ^ 1, public_ino, false) == EPERM);  // a forged token
+  });
+  CHECK(report == "");
+  CHECK(w.state() == before);
+  CHECK(slurp(w.path("shared")) == std::string(8192, 'W'));
+}
+
+TEST_CASE("root without the capabilities may do only what they would allow (uid 0 is not enough)",
+          "[fuse][ioctl][isolation]") {
+  World w;
+  // A file of nobody's that only nobody may read.
+  spit(w.path("pub/private"), std::string(8192, 'N'));
+  REQUIRE(chown(w.path("pub/private").c_str(), kNobody, kNobody) == 0);
+  REQUIRE(chmod(w.path("pub/private").c_str(), 0600) == 0);
+  const auto from_private = w.clone_from("pub/private");
+  const auto from_public = w.clone_from("public");
+  std::vector<std::string> also = {"pub/private", "pub/mine"};
+  std::string before = w.state(also);
+  std::string report = as(Who::kRootWithoutCaps, [&](Report& rep) {
+    EXPECT(getuid() == 0);
+    int dir = open(w.mount().mnt().c_str(), O_RDONLY | O_DIRECTORY);
+    int mine_ro = open(w.path("pub/mine").c_str(), O_RDONLY);
+    int shared_rw = open(w.path("shared").c_str(), O_RDWR);  // root's own file
+    EXPECT(dir >= 0 && mine_ro >= 0 && shared_rw >= 0);
+    DENIED(EACCES, open(w.path("pub/private").c_str(), O_RDONLY));  // the kernel agrees
+    auto q = std::make_unique<daxfs_fsmap>();
+    *q = {};
+    q->end = UINT64_MAX;
+    DENIED(EPERM, ioctl(dir, DAXFS_IOC_FSMAP, q.get()));  // CAP_SYS_ADMIN
+    auto a = from_private;  // no CAP_DAC_READ_SEARCH: the source cannot be read
+    DENIED(EBADF, ioctl(shared_rw, DAXFS_IOC_CLONE_RANGE, &a));
+    a = from_public;  // not the owner, no write permission, no CAP_SYS_ADMIN
+    DENIED(EPERM, ioctl(mine_ro, DAXFS_IOC_DEDUPE_RANGE, &a));
+    fsxattr x{};
+    ALLOWED(ioctl(mine_ro, FS_IOC_FSGETXATTR, &x));
+    x.fsx_xflags ^= FS_XFLAG_DAX;
+    DENIED(EPERM, ioctl(mine_ro, FS_IOC_FSSETXATTR, &x));  // no CAP_FOWNER
+    uint32_t how = 0;  // last: were it allowed, everything after it would fail with EIO
+    DENIED(EPERM, ioctl(dir, XFS_IOC_GOINGDOWN, &how));  // CAP_SYS_ADMIN
+  });
+  CHECK(report == "");
+  CHECK(w.state(also) == before);
+  CHECK(slurp(w.path("shared")) == std::string(8192, 'W'));
 }
 
 TEST_CASE("nobody may open neither the device nor its control file nor the DAX registry and channels",

@@ -494,6 +494,25 @@ TEST_CASE("root without the capabilities may do only what they would allow (uid 
   CHECK(slurp(w.path("shared")) == std::string(8192, 'W'));
 }
 
+TEST_CASE("nobody's FIDEDUPERANGE under the shim follows the VFS's rules for both fds",
+          "[dax][fuse][shim][isolation]") {
+  World w;
+  std::vector<std::string> also = {"pub/mine"};
+  std::string before = w.state(also);
+  const std::string dedupe = kAsNobody + program("daxfsctl") + " run -- " + build_dir() + "/tests/dax/remap_tool dedupe ";
+  std::string out;
+  // vfs_dedupe_file_range(): a source fd not open for reading is EINVAL, whatever the destination.
+  CHECK(run("SRC_FLAGS=w DST_FLAGS=r " + dedupe + w.path("pub/mine") + " " + w.path("shared") + " 0 8192 0", &out) == 0);
+  CHECK(out == "EINVAL\n");
+  // may_dedupe_file(): a read-only destination nobody neither owns nor may write: EPERM.
+  CHECK(run("SRC_FLAGS=r DST_FLAGS=r " + dedupe + w.path("public_clone") + " " + w.path("public") + " 0 8192 0", &out) == 0);
+  CHECK(out == "EPERM\n");
+  // A destination nobody may write, through a read-only fd: allowed (the bytes differ).
+  CHECK(run("SRC_FLAGS=r DST_FLAGS=r " + dedupe + w.path("pub/mine") + " " + w.path("shared") + " 0 8192 0", &out) == 0);
+  CHECK(out == "differs\n");
+  CHECK(w.state(also) == before);
+}
+
 TEST_CASE("nobody may open neither the device nor its control file nor the DAX registry and channels",
           "[dax][fuse][isolation]") {
   World w;

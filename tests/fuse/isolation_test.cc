@@ -513,6 +513,59 @@ TEST_CASE("nobody's FIDEDUPERANGE under the shim follows the VFS's rules for bot
   CHECK(w.state(also) == before);
 }
 
+TEST_CASE("daxfsctl run by nobody: clear errors and nothing done", "[fuse][cli][isolation]") {
+  World w;
+  auto& m = w.mount();
+  const std::string ctl = kAsNobody + program("daxfsctl") + " ";
+  std::string before = w.state();
+  struct Case {
+    std::string args;
+    std::string says;  // a piece of the one-line error
+  };
+  const std::vector<Case> cases = {
+      {"reflink " + w.path("secret") + " " + w.path("pub/copy"), "Permission denied"},
+      {"reflink " + w.path("pub/mine") + " " + w.path("public"), "Permission denied"},
+      {"dedupe " + w.path("pub/mine") + " " + w.path("public"), "Operation not permitted"},
+      {"dedupe " + w.path("secret") + " " + w.path("pub/mine"), "Permission denied"},
+      {"unshare " + w.path("public"), "Permission denied"},
+      {"collapse " + w.path("public") + " --offset 0 --length 4096", "Permission denied"},
+      {"insert " + w.path("public") + " --offset 0 --length 4096", "Permission denied"},
+      {"fiemap " + w.path("secret"), "Permission denied"},
+      {"fiemap " + w.path("closed/inner"), "Permission denied"},
+      {"fsmap " + m.mnt(), "Operation not permitted"},
+      {"fsmap " + m.device(), "Operation not permitted"},  // a mounted device: asks the mount
+      {"inject-error " + m.mnt() + " --offset 1M", "Permission denied"},
+      {"inject-error " + m.device() + " --offset 1M", "Permission denied"},
+      {"inject-error " + m.mnt() + " --file " + w.path("public") + " --file-offset 0", "Permission denied"},
+      {"clear-error " + m.mnt() + " --offset 1M", "Permission denied"},
+      {"list-errors " + m.mnt(), "Permission denied"},
+      {"shutdown " + m.mnt(), "Operation not permitted"},
+      {"remove-device " + m.mnt(), "Permission denied"},
+      {"mappers " + m.mnt(), "Permission denied"},
+      {"stat " + w.path("secret"), "Permission denied"},
+  };
+  for (const Case& c : cases) {
+    INFO("daxfsctl " << c.args);
+    std::string out;
+    CHECK(run(ctl + c.args, &out) != 0);
+    INFO(out);
+    CHECK(out.rfind("daxfsctl: ", 0) == 0);
+    CHECK(out.find(c.says) != std::string::npos);
+    CHECK(std::count(out.begin(), out.end(), '\n') <= 2);  // a clear line (and pmemdev's, if any)
+  }
+  CHECK(file_mode(w.path("pub/copy")) == "missing");  // the failed reflink left no file
+  CHECK(w.state() == before);
+  // What nobody may do still works: its own copy of a file it can read, facts about files.
+  std::string out;
+  CHECK(run(ctl + "fiemap " + w.path("public") + " --json", &out) == 0);
+  CHECK(out.find("shared") != std::string::npos);
+  CHECK(run(ctl + "stat " + m.mnt() + " --json", &out) == 0);
+  CHECK(out.find("\"shutdown\": false") != std::string::npos);
+  CHECK(out.find("dax_counters") == std::string::npos);  // the registry is root's
+  CHECK(run(ctl + "reflink " + w.path("public") + " " + w.path("pub/copy"), &out) == 0);
+  CHECK(slurp(w.path("pub/copy")) == std::string(8192, 'P'));
+}
+
 TEST_CASE("nobody may open neither the device nor its control file nor the DAX registry and channels",
           "[dax][fuse][isolation]") {
   World w;

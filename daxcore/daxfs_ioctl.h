@@ -48,8 +48,9 @@ struct daxfs_fileinfo {
  * (FS_IOC_GETVERSION on the source): both must name a live file of the same mount. Since no fd
  * proves the caller could open the source, the daemon checks what opening it by its path would:
  * search permission on each directory up to the root and read permission on the file (EBADF
- * otherwise, as for an unknown or stale inode; root passes). The destination needs write
- * permission (dedupe: write permission or ownership), as the fd the ioctl is issued on would. */
+ * otherwise, as for an unknown or stale inode; CAP_DAC_READ_SEARCH passes). The destination
+ * needs write permission, as the fd the ioctl is issued on would (dedupe: CAP_SYS_ADMIN, an fd
+ * open for writing, ownership or write permission, else EPERM, as Linux's may_dedupe_file()). */
 struct daxfs_clone_range {
   uint64_t src_ino;
   uint64_t src_generation;

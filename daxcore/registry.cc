@@ -96,6 +96,9 @@ Result<RegistrySnapshot> Registry::read(const std::string& name) {
     }
     return error(EAGAIN);
   } catch (const bip::interprocess_exception& e) {
+    // EACCES stays itself: the registry is 0600, and "daxfsctl mappers" by another user should
+    // say "Permission denied", not "Input/output error".
+    if (e.get_native_error() == EACCES || e.get_error_code() == bip::security_error) return error(EACCES);
     return error(e.get_native_error() == ENOENT || e.get_error_code() == bip::not_found_error ? ENOENT : EIO);
   } catch (const std::bad_alloc&) {
     return error(ENOMEM);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "common/futex.h"
@@ -29,6 +30,35 @@ namespace daxfs::pmemdev {
 namespace {
 constexpr uint64_t kMagic = 0x4c54434d454d5044ULL;  // "DPMEMCTL"
 constexpr uint32_t kVersion = 1;
+
+// An existing control file is trusted only if it is owned by this user or by the device's
+// owner, and it may let group and others do nothing the device does not let them do: whoever
+// can write it can hold its mutex forever, post fake memory failures and fill the badblock list,
+// and whoever can read it reads the list. A file someone else planted beside the device (in
+// /dev/shm anyone can, before the device exists) is refused with EPERM; one of ours that is more
+// open than the device is narrowed (fchmod), as `chmod 600` would. Returns 0 or the errno.
+int check_existing(int fd, const std::string& device_path, const std::string& path) {
+  struct stat st, media;
+  if (fstat(fd, &st) != 0) return errno;
+  bool have_media = stat(device_path.c_str(), &media) == 0;
+  if (!S_ISREG(st.st_mode)) return EINVAL;
+  if (st.st_uid != geteuid() && !(have_media && st.st_uid == media.st_uid)) {
+    fprintf(stderr, "pmemdev: %s belongs to uid %u, neither this user nor the device's owner: refused (remove it)\n",
+            path.c_str(), static_cast<unsigned>(st.st_uid));
+    return EPERM;
+  }
+  mode_t allowed = have_media ? (media.st_mode & 066) : 0;
+  mode_t extra = st.st_mode & 066 & ~allowed;
+  if (extra == 0) return 0;
+  const unsigned was = st.st_mode & 07777, now = was & ~extra;
+  if (fchmod(fd, now) != 0) {
+    fprintf(stderr, "pmemdev: %s is mode %04o, more open than the device, and cannot be narrowed: refused\n",
+            path.c_str(), was);
+    return EPERM;
+  }
+  fprintf(stderr, "pmemdev: %s was mode %04o, more open than the device: narrowed to %04o\n", path.c_str(), was, now);
+  return 0;
+}
 
 }  // namespace
 
@@ -60,11 +90,19 @@ Result<std::unique_ptr<ControlFile>> ControlFile::open(const std::string& device
   std::string path = path_for(device_path);
   // O_EXCL first, so that we know whether we created it (a failed open removes what it made).
   // 0600: whoever can write the file can hold its mutex forever and post fake failures.
+  // O_NOFOLLOW: a symbolic link planted in its place (in a world-writable directory such as
+  // /dev/shm) would have us initialise whatever file it names (ELOOP instead).
   bool created = true;
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0 && errno == EEXIST) {
     created = false;
-    fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    fd = ::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+      if (int e = check_existing(fd, device_path, path)) {
+        ::close(fd);
+        return error(e);
+      }
+    }
   }
   if (fd < 0) return error(errno);
   auto fail = [&](int e) -> Result<std::unique_ptr<ControlFile>> {

@@ -34,7 +34,9 @@ struct ControlLayout;  // the shared file's layout; see control.cc
 class ControlFile {
  public:
   // Opens (creating and initialising if needed) the control file beside `device_path`; a new
-  // one is mode 0600 (it can stall and poison the device), an existing one keeps its mode.
+  // one is mode 0600 (it can stall and poison the device). An existing one must be a regular
+  // file (not a symbolic link: ELOOP) owned by this user or by the device's owner (EPERM), and
+  // its group and other bits are narrowed to the device's (EPERM when that is not allowed).
   // EPROTO when it exists with another format or version, EUCLEAN when its table is corrupt.
   // A control file created by a failed open is removed again.
   static Result<std::unique_ptr<ControlFile>> open(const std::string& device_path);

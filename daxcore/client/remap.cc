@@ -127,6 +127,10 @@ int clone(int dst_fd, const struct stat& ds, int src_fd, uint64_t src_off, uint6
 
 // FIDEDUPERANGE on the source `src_fd` (vfs_dedupe_file_range): per destination a status.
 int dedupe(int src_fd, const struct stat& ss, file_dedupe_range* r) {
+  // vfs_dedupe_file_range(): the source fd must be open for reading (EINVAL), first of all.
+  int sf = access_mode(src_fd);
+  if (sf < 0) return fail(EBADF);
+  if ((sf & O_ACCMODE) == O_WRONLY) return fail(EINVAL);
   if (r->reserved1 || r->reserved2) return fail(EINVAL);
   if (S_ISDIR(ss.st_mode)) return fail(EISDIR);
   if (!S_ISREG(ss.st_mode)) return fail(EINVAL);
@@ -153,8 +157,8 @@ int dedupe(int src_fd, const struct stat& ss, file_dedupe_range* r) {
       info.status = -EISDIR;
       continue;
     }
-    // allow_file_dedupe() (write permission or ownership, when the fd is not open for writing)
-    // is the daemon's check: it sees the caller's credentials.
+    // may_dedupe_file() (CAP_SYS_ADMIN, an fd open for writing, ownership or write permission:
+    // EPERM otherwise) is the daemon's check: it sees the caller's credentials.
     daxfs_clone_range a;
     memset(&a, 0, sizeof a);
     a.src_ino = ss.st_ino;

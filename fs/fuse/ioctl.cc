@@ -2,12 +2,14 @@
 // command, reached from op_ioctl's switch. The FUSE kernel checks neither permissions nor open
 // modes for an ioctl, so each command checks here what the kernel would have checked for XFS.
 // Handlers run on any request thread, concurrently; the Filesystem serializes what it must.
+#include <linux/capability.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -42,23 +44,42 @@ bool all_zero(const uint64_t (&fields)[N]) {
 }
 
 // The calling process, for the permission checks an ioctl makes in place of the open(2) the
-// kernel would have made. Reads the caller's supplementary groups once, when a check first needs
-// them (fuse_req_getgroups reads /proc).
+// kernel would have made. Reads the caller's supplementary groups and capabilities once, when a
+// check first needs them (both from /proc).
 class Caller {
  public:
   explicit Caller(fuse_req_t req) : req_(req), ctx_(fuse_req_ctx(req)) {}
   uint32_t uid() const { return static_cast<uint32_t>(ctx_->uid); }
 
-  // Whether the caller may read (mask 4), write (2) or search (1) `inode`: root always; otherwise
-  // the owner, group or other bits that apply, the group class matched against the caller's
-  // primary and supplementary groups. An access ACL is not evaluated: with one, only the owner
-  // passes.
+  // Whether the calling thread has `cap` (CAP_*) in its effective set, as the kernel's capable()
+  // asks. Not "uid 0": a root process that dropped CAP_SYS_ADMIN (a container, setpriv, capsh)
+  // may not do what needs it, and the FUSE kernel, which checks the same capabilities for the
+  // requests it forwards (default_permissions), would refuse it too. False when the thread's
+  // status cannot be read (it is gone).
+  bool capable(int cap) {
+    if (!caps_read_) {
+      caps_read_ = true;
+      char path[64];
+      snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(ctx_->pid));  // a thread id
+      if (FILE* f = fopen(path, "re")) {
+        char line[256];
+        unsigned long long eff;
+        while (fgets(line, sizeof line, f))
+          if (sscanf(line, "CapEff: %llx", &eff) == 1) caps_ = eff;
+        fclose(f);
+      }
+    }
+    return cap >= 0 && cap < 64 && ((caps_ >> cap) & 1);
+  }
+
+  // Whether the caller may read (mask 4), write (2) or search (1) `inode`, as generic_permission()
+  // decides: the owner, group or other bits that apply (the group class matched against the
+  // caller's primary and supplementary groups), else CAP_DAC_OVERRIDE, or CAP_DAC_READ_SEARCH for
+  // a read or a search. An access ACL is not evaluated: with one, only the owner passes on bits.
   bool may(const fs::Filesystem::AccessStep& inode, unsigned mask) {
-    if (uid() == 0) return true;
-    if (uid() == inode.uid) return (inode.mode >> 6) & mask;
-    if (inode.acl) return false;
-    if (in_group(inode.gid)) return (inode.mode >> 3) & mask;
-    return inode.mode & mask;
+    if (by_bits(inode, mask)) return true;
+    if (capable(CAP_DAC_OVERRIDE)) return true;
+    return !(mask & 2) && capable(CAP_DAC_READ_SEARCH);
   }
   // Read permission on the file and search permission on each directory of `path` (the file
   // first, then its directories up to the root, as Filesystem::access_path() gives them).
@@ -68,8 +89,18 @@ class Caller {
       if (!may(path[i], i == 0 ? 4 : 1)) return false;
     return true;
   }
+  // Setuid and setgid go on a change of the file's data without CAP_FSETID (file_remove_privs()).
+  fs::Filesystem::KillPriv kill_priv() {
+    return capable(CAP_FSETID) ? fs::Filesystem::KillPriv::kNo : fs::Filesystem::KillPriv::kYes;
+  }
 
  private:
+  bool by_bits(const fs::Filesystem::AccessStep& inode, unsigned mask) {
+    if (uid() == inode.uid) return (inode.mode >> 6) & mask;
+    if (inode.acl) return false;
+    if (in_group(inode.gid)) return (inode.mode >> 3) & mask;
+    return inode.mode & mask;
+  }
   bool in_group(uint32_t gid) {
     if (gid == static_cast<uint32_t>(ctx_->gid)) return true;
     if (group_count_ < 0) group_count_ = std::min(fuse_req_getgroups(req_, kMaxGroups, groups_), kMaxGroups);
@@ -83,6 +114,8 @@ class Caller {
   const fuse_ctx* ctx_;
   int group_count_ = -1;  // not read yet; stays negative if reading them failed
   gid_t groups_[kMaxGroups];
+  bool caps_read_ = false;
+  uint64_t caps_ = 0;  // CapEff of the calling thread
 };
 
 // The permission bits of a file the caller holds an fd of. Its stat carries no ACL flag: the
@@ -99,10 +132,10 @@ bool read_caller(fuse_req_t req, const void* address, void* out, size_t length) 
 }
 
 void ioctl_goingdown(fuse_req_t req, const IoctlCall& call) {
-  // CAP_SYS_ADMIN in XFS; the FUSE kernel checks nothing, so: root only. The flags word
+  // CAP_SYS_ADMIN in XFS (xfs_fs_goingdown's caller); the FUSE kernel checks nothing. The flags word
   // (XFS_FSOP_GOING_FLAGS_DEFAULT, LOGFLUSH, NOLOGFLUSH: nothing else, EINVAL) is input to
   // XFS, but the command is _IOR, so the FUSE kernel sends none: read it from the caller.
-  if (fuse_req_ctx(req)->uid != 0) return void(fuse_reply_err(req, EPERM));
+  if (!Caller(req).capable(CAP_SYS_ADMIN)) return void(fuse_reply_err(req, EPERM));
   uint32_t how = 0;
   if (!read_caller(req, call.arg, &how, sizeof how)) how = 0;
   if (how > 2) return void(fuse_reply_err(req, EINVAL));
@@ -125,10 +158,11 @@ void ioctl_fsgetxattr(fuse_req_t req, const IoctlCall& call) {
 void ioctl_fssetxattr(fuse_req_t req, const IoctlCall& call) {
   fs::Filesystem& fs = fs_of(req);
   if (call.in_size < sizeof(fsxattr)) return void(fuse_reply_err(req, EINVAL));
-  // inode_owner_or_capable(), as fileattr_set() requires.
+  // inode_owner_or_capable() (the owner or CAP_FOWNER), as fileattr_set() requires.
   auto attr = fs.getattr(call.ino);
   if (!attr) return void(fuse_reply_err(req, attr.error()));
-  if (fuse_req_ctx(req)->uid != 0 && fuse_req_ctx(req)->uid != attr->st_uid) return void(fuse_reply_err(req, EPERM));
+  Caller caller(req);
+  if (caller.uid() != attr->st_uid && !caller.capable(CAP_FOWNER)) return void(fuse_reply_err(req, EPERM));
   fsxattr x;
   memcpy(&x, call.in_buf, sizeof x);
   Status st = fs.set_xflags(call.ino, {x.fsx_xflags, x.fsx_extsize, x.fsx_projid});
@@ -178,27 +212,33 @@ int check_remap_destination(fuse_req_t req, Caller& caller, const IoctlCall& cal
   if (!st) return st.error();
   if (S_ISDIR(st->st_mode)) return EISDIR;
   if (!S_ISREG(st->st_mode)) return EINVAL;
-  // do_clone_file_range(): the destination fd must be open for writing and not O_APPEND
-  // (EBADF). Dedupe has allow_file_dedupe() instead: a read-only fd passes for root, the owner
-  // or a caller with write permission (checked below).
-  bool dedupe = kind == Remap::kDedupe;
-  if (!dedupe && (!handle_writable(call.fi) || handle_appends(call.fi))) return EBADF;
-  // Destination: what FICLONE's O_WRONLY fd would need; dedupe: allow_file_dedupe() (root,
-  // the owner, or write permission).
-  if (!caller.may(bits_of(*st), 2) && !(dedupe && caller.uid() == st->st_uid)) return EACCES;
+  if (kind == Remap::kDedupe) {
+    // may_dedupe_file() (vfs_dedupe_file_range_one): CAP_SYS_ADMIN, an fd open for writing, the
+    // file's owner, or write permission; anyone else EPERM, whatever the fd.
+    if (caller.capable(CAP_SYS_ADMIN) || handle_writable(call.fi) || caller.uid() == st->st_uid ||
+        caller.may(bits_of(*st), 2))
+      return 0;
+    return EPERM;
+  }
+  // do_clone_file_range() -> generic_file_rw_checks(): the destination fd must be open for
+  // writing and not O_APPEND (EBADF); and the caller may write the file (what FICLONE's
+  // O_WRONLY fd needed at its open: checked again, since the mode may have changed since).
+  if (!handle_writable(call.fi) || handle_appends(call.fi)) return EBADF;
+  if (!caller.may(bits_of(*st), 2)) return EACCES;
   return 0;
 }
 
 // Source: named by inode number, not by an fd the caller opened, so the daemon checks what
 // opening it by its path would have: search permission on every directory up to the root and
-// read permission on the file. Unknown, stale and forbidden sources look the same to a non-root
-// caller. Returns 0 or the errno.
+// read permission on the file (CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE pass, as at open).
+// Unknown, stale and forbidden sources look the same to a caller without those capabilities.
+// Returns 0 or the errno.
 int check_remap_source(fs::Filesystem& fs, Caller& caller, const daxfs_clone_range& args, uint64_t src) {
   auto st = fs.getattr(src);
   bool found = st && fs.generation(src) == args.src_generation;
-  if (caller.uid() != 0 && (!found || !caller.may_open_by_path(fs.access_path(src)))) return EBADF;
-  if (!found) return st ? ESTALE : EBADF;
-  return 0;
+  if (found && caller.may_open_by_path(fs.access_path(src))) return 0;
+  bool sees_all = caller.capable(CAP_DAC_READ_SEARCH) || caller.capable(CAP_DAC_OVERRIDE);
+  return sees_all && st && !found ? ESTALE : EBADF;
 }
 
 void ioctl_remap(fuse_req_t req, const IoctlCall& call, Remap kind) {
@@ -217,9 +257,8 @@ void ioctl_remap(fuse_req_t req, const IoctlCall& call, Remap kind) {
     args.bytes = r->differs ? 0 : r->bytes;
     args.status = r->differs ? 1 : 0;
   } else {
-    // Without CAP_FSETID (approximated by uid 0) the destination loses setuid/setgid, as on write.
-    auto kill = caller.uid() == 0 ? fs::Filesystem::KillPriv::kNo : fs::Filesystem::KillPriv::kYes;
-    auto r = fs.clone_range(src, args.src_offset, call.ino, args.dest_offset, args.src_length, kill);
+    // Without CAP_FSETID the destination loses setuid/setgid, as on write (file_modified()).
+    auto r = fs.clone_range(src, args.src_offset, call.ino, args.dest_offset, args.src_length, caller.kill_priv());
     if (!r) return void(fuse_reply_err(req, r.error()));
     args.bytes = *r;
     args.status = 0;
@@ -258,9 +297,8 @@ void ioctl_shift(fuse_req_t req, const IoctlCall& call, int mode) {
   Caller caller(req);
   daxfs_range r;
   if (int e = fallocate_args(req, caller, call, r)) return void(fuse_reply_err(req, e));
-  // file_modified(): without CAP_FSETID (approximated by uid 0) setuid/setgid go, as on write.
-  auto kill = caller.uid() == 0 ? fs::Filesystem::KillPriv::kNo : fs::Filesystem::KillPriv::kYes;
-  Status st = fs_of(req).fallocate(call.ino, mode, r.offset, r.length, kill);
+  // file_modified(): without CAP_FSETID setuid/setgid go, as on write.
+  Status st = fs_of(req).fallocate(call.ino, mode, r.offset, r.length, caller.kill_priv());
   if (!st) return void(fuse_reply_err(req, st.error()));
   fuse_reply_ioctl(req, 0, nullptr, 0);
 }
@@ -281,7 +319,7 @@ void ioctl_fiemap(fuse_req_t req, const IoctlCall& call) {
 
 void ioctl_fsmap(fuse_req_t req, const IoctlCall& call) {
   // Every file's layout and owner: CAP_SYS_ADMIN, as xfs_ioc_getfsmap() requires.
-  if (fuse_req_ctx(req)->uid != 0) return void(fuse_reply_err(req, EPERM));
+  if (!Caller(req).capable(CAP_SYS_ADMIN)) return void(fuse_reply_err(req, EPERM));
   if (call.in_size < sizeof(daxfs_fsmap) || call.out_size < sizeof(daxfs_fsmap))
     return void(fuse_reply_err(req, EINVAL));
   auto m = std::make_unique<daxfs_fsmap>();

@@ -1,0 +1,48 @@
+// The load test's worker processes (load_test --worker ...): each owns one directory of the
+// mount, runs a random mix of operations against an in-memory model of its files until its time
+// is up, compares every file with the model, and writes its tally (load_common.h) to
+// options.report. A worker stops at its first unexpected error (printed to stderr), since its
+// model can no longer be trusted after it. Each returns the process's exit status: 0 when the
+// report was written (the report, not the status, says whether it passed).
+#pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "tests/load/load_common.h"
+
+namespace daxfs::load {
+
+int run_files_worker(const WorkerOptions& options);
+int run_mapped_worker(const WorkerOptions& options);   // under daxfsctl run: DAX mappings
+int run_victim_worker(const WorkerOptions& options);   // under daxfsctl run: poison
+
+// An owned file descriptor.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f = -1) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  bool ok() const { return fd >= 0; }
+};
+
+// pwrite/pread of the whole buffer (retrying short transfers); false with errno set on failure,
+// or errno 0 when a read hit EOF early.
+bool write_all(int fd, const char* data, size_t length, off_t offset);
+bool read_all(int fd, char* data, size_t length, off_t offset);
+
+// The first offset at which `got` differs from `want` (lengths included), or npos.
+size_t first_difference(const std::string& got, const std::string& want);
+
+// Clones (DAXFS_IOC_CLONE_RANGE, FICLONERANGE semantics; length 0: to the source's EOF) or
+// dedupes (DAXFS_IOC_DEDUPE_RANGE; *differs set from the status) a range of src_fd into dst_fd.
+// 0 or an errno.
+int clone_range(int src_fd, int dst_fd, uint64_t src_offset, uint64_t length, uint64_t dst_offset);
+int dedupe_range(int src_fd, int dst_fd, uint64_t src_offset, uint64_t length, uint64_t dst_offset, bool* differs);
+
+}  // namespace daxfs::load

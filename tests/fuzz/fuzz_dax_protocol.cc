@@ -15,6 +15,7 @@
 //            state (SUBMITTED or raw), garbage in the reply fields or not; the doorbell rung or not
 //   wait     for every submitted slot's reply (what the client library does)
 //   scribble a channel word the client may write (header words, a revoke ring entry), raw value
+//            (revoke_acked: only more than was posted, which the daemon clamps)
 //   break    a layout break (inode, range, why) on a thread while the client acknowledges
 //            revokes (and, once the break waits for pins, unpins)
 //   failure  a memory failure over 1-3 owner ranges, the same way
@@ -114,14 +115,15 @@ class World {
   daxfs_dax_channel* chan() { return chan_; }
   uint64_t token() const { return token_; }
 
-  // Acknowledges every revoke posted so far.
+  // Acknowledges every revoke posted so far. Not with the channel's revoke_posted, which the
+  // client may have scribbled over (the daemon keeps its own count), but with "all of them":
+  // the daemon clamps what a client claims to what it posted. (A client that claims fewer acks
+  // than it made may fill the ring, and is then killed as "not listening": right, but that is
+  // not what this client does.)
   void ack_posted() {
-    uint64_t posted = __atomic_load_n(&chan_->revoke_posted, __ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&chan_->revoke_acked, __ATOMIC_ACQUIRE) != posted) {
-      __atomic_store_n(&chan_->revoke_acked, posted, __ATOMIC_RELEASE);
-      __atomic_fetch_add(&chan_->ack_bell, 1, __ATOMIC_RELEASE);
-      futex_wake(&chan_->ack_bell);
-    }
+    if (__atomic_load_n(&chan_->revoke_acked, __ATOMIC_ACQUIRE) != UINT64_MAX) ack_everything();
+    __atomic_fetch_add(&chan_->ack_bell, 1, __ATOMIC_RELEASE);
+    futex_wake(&chan_->ack_bell);
   }
   // Every revoke that will ever be posted (the daemon clamps the count): for stop().
   void ack_everything() { __atomic_store_n(&chan_->revoke_acked, UINT64_MAX, __ATOMIC_RELEASE); }
@@ -310,7 +312,7 @@ class Client {
       case 1: c->abi = static_cast<uint32_t>(v); break;
       case 2: c->size = static_cast<uint32_t>(v); break;
       case 3: c->dead = static_cast<uint32_t>(v); break;
-      case 4: __atomic_store_n(&c->revoke_acked, v, __ATOMIC_RELEASE); break;
+      case 4: __atomic_store_n(&c->revoke_acked, v | (uint64_t{1} << 63), __ATOMIC_RELEASE); break;  // more than posted
       case 5: __atomic_store_n(&c->revoke_posted, v, __ATOMIC_RELEASE); break;
       case 6: c->pad[v % 4] = v; break;
       default: {

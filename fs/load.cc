@@ -229,7 +229,10 @@ Status Loader::check_shared_blocks() {
   });
   if (!ok) return corrupt(what);
   // Recorded counts against the counts the extent maps imply, both ways.
-  for (const auto& [start, rec] : t_.owners.refcounts().records()) {
+  // (No structured binding here: clang 14 cannot capture one in the lambda.)
+  for (const auto& entry : t_.owners.refcounts().records()) {
+    const uint64_t start = entry.first;
+    const auto& rec = entry.second;
     t_.owners.rmap().for_each_count(start, rec.length, [&](uint64_t s, uint64_t, uint32_t c) {
       if (ok && c != rec.count) {
         ok = false;

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "daxcore/service.h"
+#include "tests/dax/fake_dax_files.h"
 
 namespace dax = daxfs::dax;
 using daxfs::Result;
@@ -28,61 +29,8 @@ using daxfs::Status;
 namespace {
 
 constexpr uint64_t kB = 4096;
+using daxfs::test::FakeFiles;
 constexpr uint64_t kBase = 0x7f0000000000;  // where the fake client "maps" file offset 0
-
-// A file system of one kind of file: ino -> size and a run of blocks at a fixed device address
-// (written), or nothing (a hole). Counts holds; a hook runs inside iomap_begin.
-class FakeFiles : public dax::DaxFiles {
- public:
-  struct File {
-    uint64_t size = 0;
-    uint64_t address = dax::kNoAddress;  // device byte of file offset 0; kNoAddress: all hole
-  };
-  std::mutex mu;
-  std::map<uint64_t, File> files;
-  std::map<uint64_t, int> holds;
-  std::function<void()> in_begin;  // runs once, inside the next iomap_begin
-
-  Result<dax::IomapPair> iomap_begin(uint64_t ino, uint64_t offset, uint64_t length, uint32_t ops) override {
-    std::function<void()> hook;
-    {
-      std::lock_guard lock(mu);
-      hook = std::exchange(in_begin, nullptr);
-    }
-    if (hook) hook();
-    std::lock_guard lock(mu);
-    auto it = files.find(ino);
-    if (it == files.end()) return daxfs::error(ENOENT);
-    if (ops & dax::kIomapFault) {  // a fault stops at EOF (rounded up to a page)
-      uint64_t eof = (it->second.size + kB * 4 - 1) / (kB * 4) * (kB * 4);
-      if (offset >= eof) return daxfs::error(ENXIO);
-      length = std::min(length, eof - offset);
-    }
-    dax::Iomap m;
-    m.offset = offset;
-    m.length = length;
-    if (it->second.address != dax::kNoAddress) {
-      m.type = dax::IomapType::kMapped;
-      m.address = it->second.address + offset;
-    }
-    return dax::IomapPair{m, {}};
-  }
-  Status iomap_end(uint64_t, const dax::Iomap&, uint64_t, uint32_t) override { return {}; }
-  bool dax_file(uint64_t) override { return true; }
-  Status hold_inode(uint64_t ino) override {
-    std::lock_guard lock(mu);
-    holds[ino]++;
-    return {};
-  }
-  void release_inode(uint64_t ino) override {
-    std::lock_guard lock(mu);
-    holds[ino]--;
-  }
-  int held(uint64_t ino) {
-    std::lock_guard lock(mu);
-    return holds[ino];
-  }
-};
 
 // A client process: a child that holds the channel memfd and its image lock and waits.
 class FakeClient {

@@ -24,8 +24,8 @@ Status BlockOwners::sync_refcounts_locked(Txn& txn, uint64_t physical, uint64_t 
     return r.start;
   };
   auto persist = [this](uint64_t dst, const void* src, size_t n) { dev_.memcpy_persist(dst, src, n); };
-  TRY(refcounts_.sync(txn, rmap_, physical, length, offsetof(SuperBlock, refcount_head), head, dev_.base(),
-                      alloc, persist));
+  TRY(refcounts_.sync(txn, rmap_, physical, length, offsetof(SuperBlock, refcount_head), head, alloc,
+                      persist));
   refcount_head_ = head;
   return {};
 }
@@ -42,7 +42,7 @@ Status BlockOwners::rewrite_refcounts_locked(Txn& txn) {
   }
   uint64_t head = refcount_head_;
   auto persist = [this](uint64_t dst, const void* src, size_t n) { dev_.memcpy_persist(dst, src, n); };
-  refcounts_.rewrite(txn, fresh, offsetof(SuperBlock, refcount_head), head, dev_.base(), persist);
+  refcounts_.rewrite(txn, fresh, offsetof(SuperBlock, refcount_head), head, persist);
   refcount_head_ = head;
   return {};
 }

@@ -29,7 +29,7 @@ uint32_t RefcountTable::recorded(uint64_t block) const {
 }
 
 Status RefcountTable::sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t length, uint64_t head_offset,
-                           uint64_t& head, const char* base, const BlockAllocator& alloc,
+                           uint64_t& head, const BlockAllocator& alloc,
                            const std::function<void(uint64_t, const void*, size_t)>& persist_copy) {
   uint64_t end = start + length;
   // Widen to the records the range overlaps or touches: they are rewritten whole, so that
@@ -113,7 +113,7 @@ uint64_t RefcountTable::sync_bound(const Rmap& rmap, uint64_t start, uint64_t le
 }
 
 void RefcountTable::rewrite(Txn& txn, const std::vector<uint64_t>& fresh, uint64_t head_offset, uint64_t& head,
-                            const char* base, const std::function<void(uint64_t, const void*, size_t)>& persist_copy) {
+                            const std::function<void(uint64_t, const void*, size_t)>& persist_copy) {
   auto it = map_.begin();
   uint64_t prev = 0;
   std::vector<RecordLoc> free;

@@ -38,7 +38,7 @@ class RefcountTable {
   // the rmap's counts there. Writes go into `txn`; a new record block, when needed, comes from
   // `alloc`, is initialised in place and linked through `head` (the superblock's refcount_head).
   Status sync(Txn& txn, const Rmap& rmap, uint64_t start, uint64_t length, uint64_t head_offset,
-              uint64_t& head, const char* base, const BlockAllocator& alloc,
+              uint64_t& head, const BlockAllocator& alloc,
               const std::function<void(uint64_t, const void*, size_t)>& persist_copy);
   // The most journal bytes sync() of [start, start + length) can write once the rmap's counts
   // inside that range change by one owner (an unmap): what an operation that must fit the
@@ -49,7 +49,7 @@ class RefcountTable {
   // Writes every record into `fresh` (blocks_needed() new blocks, initialised in place and
   // persisted while still unreachable), then points `head` at the new chain in `txn` and frees the
   // old blocks after it commits: a poisoned record block is rebuilt from memory this way.
-  void rewrite(Txn& txn, const std::vector<uint64_t>& fresh, uint64_t head_offset, uint64_t& head, const char* base,
+  void rewrite(Txn& txn, const std::vector<uint64_t>& fresh, uint64_t head_offset, uint64_t& head,
                const std::function<void(uint64_t, const void*, size_t)>& persist_copy);
   // The recorded count of `block` (1 when mapped without a record; the caller knows which).
   uint32_t recorded(uint64_t block) const;

@@ -19,7 +19,7 @@ struct Harness {
   void sync(uint64_t start, uint64_t length) {
     auto alloc = [this]() -> daxfs::Result<uint64_t> { return next_block++; };
     auto copy = [this](uint64_t d, const void* s, size_t n) { memcpy(media.data() + d, s, n); };
-    REQUIRE(table.sync(txn, rmap, start, length, 0, head, media.data(), alloc, copy));
+    REQUIRE(table.sync(txn, rmap, start, length, 0, head, alloc, copy));
   }
   struct Rec {
     uint64_t start, length;

@@ -20,7 +20,7 @@ trap 'rm -f "$out"' EXIT
 rc=$?
 cat "$out"
 if [ $rc -eq 0 ] && [ "$(tail -n 1 "$out")" = "load: PASS" ]; then
-  ok "load test, $seconds s: $(grep -E '^load: ops ' "$out" | cut -d: -f2 | cut -d' ' -f2) ops, $(grep -E '^load: expected errors' "$out" | sed 's/.*(\(.*\))/\1/') expected errors"
+  ok "load test, $seconds s: $(grep -E '^load: ops ' "$out" | sed -E 's/^load: ops ([0-9]+):.*/\1/') ops, $(grep -E '^load: expected errors' "$out" | sed 's/.*(\(.*\))/\1/') expected errors"
 else
   bad "load test, $seconds s (rc=$rc): $(grep -E '^load: problem' "$out" | head -3 | tr '\n' ' ')"
 fi

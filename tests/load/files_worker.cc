@@ -28,9 +28,9 @@ struct Inode {
   std::map<std::string, std::string> xattrs;
 };
 
-class FilesWorker {
+class FilesWorker : WorkerBase {
  public:
-  explicit FilesWorker(const WorkerOptions& o) : o_(o), rng_(o.seed) {}
+  explicit FilesWorker(const WorkerOptions& o) : WorkerBase(o, "") {}
 
   int run() {
     if (mkdir(o_.dir.c_str(), 0755) != 0) fail("mkdir", o_.dir, errno);
@@ -43,13 +43,6 @@ class FilesWorker {
  private:
   std::string path(const std::string& name) const { return o_.dir + "/" + name; }
 
-  void fail(const std::string& op, const std::string& what, int e, const std::string& detail = "") {
-    std::cerr << "load: worker " << o_.id << ": " << op << " " << what << ": "
-              << (detail.empty() ? strerror(e) : detail) << "\n";
-    tally_.unexpected++;
-    stop_ = true;
-  }
-  void count(const char* op) { tally_.ops[op]++; }
 
   std::string any_name() {
     auto it = names_.begin();
@@ -389,10 +382,6 @@ class FilesWorker {
       if (!stop_) verify(n, "final-verify", true);
   }
 
-  const WorkerOptions& o_;
-  Rng rng_;
-  Tally tally_;
-  bool stop_ = false;
   uint64_t next_ = 0;
   std::map<std::string, std::shared_ptr<Inode>> names_;
   std::set<std::string> dirs_;

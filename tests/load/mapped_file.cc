@@ -70,4 +70,21 @@ bool MappedFile::remap(bool* dax) {
   return true;
 }
 
+std::unique_ptr<MappedFile> create_mapped(const std::string& path, std::string data, const char** op) {
+  auto f = std::make_unique<MappedFile>(path, open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644));
+  *op = "create";
+  if (!f->fd.ok()) return nullptr;
+  f->data = std::move(data);
+  *op = "write";
+  if (!write_all(f->fd.fd, f->data.data(), f->data.size(), 0)) return nullptr;
+  *op = "mmap";
+  bool dax = false;
+  if (!f->remap(&dax)) return nullptr;
+  if (!dax) {
+    errno = 0;
+    return nullptr;
+  }
+  return f;
+}
+
 }  // namespace daxfs::load

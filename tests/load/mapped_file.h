@@ -5,6 +5,9 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <memory>
 #include <string>
 
 #include "tests/load/workers.h"
@@ -40,6 +43,31 @@ struct MappedFile {
     if (map) munmap(map, span);
     map = nullptr;
     span = 0;
+  }
+};
+
+// Creates `path` (it must not exist) holding `data`, and maps it whole. The whole file is
+// written, so every page is a device page under daxfsctl run: a mapping that is not DAX fails.
+// On failure: nullptr, the failing step in *op ("create", "write", "mmap") and errno (0 for a
+// mapping that is not DAX).
+std::unique_ptr<MappedFile> create_mapped(const std::string& path, std::string data, const char** op);
+
+// A worker of mapped files (the mapped and the victim workers).
+class MappedWorkerBase : protected WorkerBase {
+ protected:
+  using WorkerBase::WorkerBase;
+  // Stores up to `max_length` random bytes at a random offset through the mapping, msyncs the
+  // pages stored to, and updates the model. A SIGBUS or an msync error is unexpected.
+  void store(MappedFile& f, size_t max_length) {
+    size_t offset = rng_.below(f.data.size());
+    size_t length = std::min<size_t>(1 + rng_.below(max_length), f.data.size() - offset);
+    std::string bytes = rng_.bytes(length);
+    if (int code = guarded_copy(f.map + offset, bytes.data(), length))
+      return fail("store", f.path, 0, "SIGBUS code " + std::to_string(code));
+    size_t page = offset / kPage * kPage;
+    if (msync(f.map + page, offset + length - page, MS_SYNC) != 0) return fail("msync", f.path, errno);
+    f.data.replace(offset, length, bytes);
+    count("mapped-store");
   }
 };
 

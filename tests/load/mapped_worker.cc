@@ -20,9 +20,9 @@ namespace {
 constexpr size_t kMaxSize = 512 * 1024;
 constexpr int kFiles = 4;
 
-class MappedWorker {
+class MappedWorker : MappedWorkerBase {
  public:
-  explicit MappedWorker(const WorkerOptions& o) : o_(o), rng_(o.seed) {}
+  explicit MappedWorker(const WorkerOptions& o) : MappedWorkerBase(o, "") {}
 
   int run() {
     install_sigbus_handler();
@@ -37,24 +37,12 @@ class MappedWorker {
   }
 
  private:
-  void fail(const std::string& op, const std::string& what, int e, const std::string& detail = "") {
-    std::cerr << "load: worker " << o_.id << ": " << op << " " << what << ": "
-              << (detail.empty() ? strerror(e) : detail) << "\n";
-    tally_.unexpected++;
-    stop_ = true;
-  }
-  void count(const char* op) { tally_.ops[op]++; }
 
   void create(int i) {
     std::string path = o_.dir + "/m" + std::to_string(i);
-    auto f = std::make_unique<MappedFile>(path, open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644));
-    if (!f->fd.ok()) return fail("create", path, errno);
-    f->data = rng_.bytes(16 * 1024 + rng_.below(240 * 1024));
-    if (!write_all(f->fd.fd, f->data.data(), f->data.size(), 0)) return fail("write", path, errno);
-    bool dax = false;
-    if (!f->remap(&dax)) return fail("mmap", path, errno);
-    // The whole file is written: every page is a device page. Anything else is not DAX.
-    if (!dax) return fail("mmap", path, 0, "not a DAX mapping (is it run under daxfsctl run?)");
+    const char* op;
+    auto f = create_mapped(path, rng_.bytes(16 * 1024 + rng_.below(240 * 1024)), &op);
+    if (!f) return fail(op, path, errno, errno ? "" : "not a DAX mapping (is it run under daxfsctl run?)");
     count("create");
     files_.push_back(std::move(f));
   }
@@ -68,25 +56,12 @@ class MappedWorker {
     MappedFile& f = *files_[rng_.below(files_.size())];
     uint64_t r = rng_.below(100);
     if (f.data.empty() || r < 10) return write_at(f);
-    if (r < 45) return store(f);
+    if (r < 45) return store(f, 16 * 1024);
     if (r < 60) return load(f);
     if (r < 68) return truncate_to(f);
     if (r < 76) return punch(f);
     if (r < 84) return clone_into(f);
     return verify(f, "pread-verify");
-  }
-
-  // Stores through the mapping, then msync of the pages stored to.
-  void store(MappedFile& f) {
-    size_t offset = rng_.below(f.data.size());
-    size_t length = std::min<size_t>(1 + rng_.below(16 * 1024), f.data.size() - offset);
-    std::string bytes = rng_.bytes(length);
-    if (int code = guarded_copy(f.map + offset, bytes.data(), length))
-      return fail("store", f.path, 0, "SIGBUS code " + std::to_string(code));
-    size_t page = offset / kPage * kPage;
-    if (msync(f.map + page, offset + length - page, MS_SYNC) != 0) return fail("msync", f.path, errno);
-    f.data.replace(offset, length, bytes);
-    count("mapped-store");
   }
 
   void load(MappedFile& f) {
@@ -133,7 +108,7 @@ class MappedWorker {
   void clone_into(MappedFile& dst) {
     MappedFile& src = *files_[rng_.below(files_.size())];
     uint64_t blocks = src.data.size() / kPage;
-    if (&src == &dst || blocks == 0) return store(dst);
+    if (&src == &dst || blocks == 0) return store(dst, 16 * 1024);
     uint64_t src_off = rng_.below(blocks) * kPage;
     uint64_t length = (1 + rng_.below(blocks - src_off / kPage)) * kPage;
     uint64_t dst_off = rng_.below(dst.data.size() / kPage + 1) * kPage;
@@ -158,10 +133,6 @@ class MappedWorker {
     count(op);
   }
 
-  const WorkerOptions& o_;
-  Rng rng_;
-  Tally tally_;
-  bool stop_ = false;
   std::vector<std::unique_ptr<MappedFile>> files_;
 };
 

@@ -27,9 +27,9 @@ constexpr int kFiles = 3;
 constexpr size_t kPages = 16;
 constexpr int kBusMceErrAr = 4;  // BUS_MCEERR_AR
 
-class VictimWorker {
+class VictimWorker : MappedWorkerBase {
  public:
-  explicit VictimWorker(const WorkerOptions& o) : o_(o), rng_(o.seed) {}
+  explicit VictimWorker(const WorkerOptions& o) : MappedWorkerBase(o, " (victim)") {}
 
   int run() {
     install_sigbus_handler();
@@ -44,7 +44,7 @@ class VictimWorker {
         poison_cycle(f, rng_.below(kPages));
         next_poison = clock::now() + std::chrono::milliseconds(500 + rng_.below(1000));
       } else if (rng_.chance(50)) {
-        store(f);
+        store(f, 8 * 1024);
       } else {
         check(f, "verify");
       }
@@ -57,37 +57,14 @@ class VictimWorker {
   }
 
  private:
-  void fail(const std::string& op, const std::string& what, int e, const std::string& detail = "") {
-    std::cerr << "load: worker " << o_.id << " (victim): " << op << " " << what << ": "
-              << (detail.empty() ? strerror(e) : detail) << "\n";
-    tally_.unexpected++;
-    stop_ = true;
-  }
-  void count(const char* op) { tally_.ops[op]++; }
 
   void create(int i) {
     std::string path = o_.dir + "/v" + std::to_string(i);
-    auto f = std::make_unique<MappedFile>(path, open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644));
-    if (!f->fd.ok()) return fail("create", path, errno);
-    f->data = rng_.bytes(kPages * kPage);
-    if (!write_all(f->fd.fd, f->data.data(), f->data.size(), 0)) return fail("write", path, errno);
-    bool dax = false;
-    if (!f->remap(&dax)) return fail("mmap", path, errno);
-    if (!dax) return fail("mmap", path, 0, "not a DAX mapping (is it run under daxfsctl run?)");
+    const char* op;
+    auto f = create_mapped(path, rng_.bytes(kPages * kPage), &op);
+    if (!f) return fail(op, path, errno, errno ? "" : "not a DAX mapping (is it run under daxfsctl run?)");
     count("create");
     files_.push_back(std::move(f));
-  }
-
-  void store(MappedFile& f) {
-    size_t offset = rng_.below(f.data.size());
-    size_t length = std::min<size_t>(1 + rng_.below(8 * 1024), f.data.size() - offset);
-    std::string bytes = rng_.bytes(length);
-    if (int code = guarded_copy(f.map + offset, bytes.data(), length))
-      return fail("store", f.path, 0, "SIGBUS code " + std::to_string(code));
-    size_t page = offset / kPage * kPage;
-    if (msync(f.map + page, offset + length - page, MS_SYNC) != 0) return fail("msync", f.path, errno);
-    f.data.replace(offset, length, bytes);
-    count("mapped-store");
   }
 
   // The mapping and pread both equal the model.
@@ -169,10 +146,6 @@ class VictimWorker {
     check(f, "verify-after-clear");
   }
 
-  const WorkerOptions& o_;
-  Rng rng_;
-  Tally tally_;
-  bool stop_ = false;
   std::vector<std::unique_ptr<MappedFile>> files_;
 };
 

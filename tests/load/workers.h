@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <iostream>
 #include <string>
 
 #include "tests/load/load_common.h"
@@ -18,6 +20,28 @@ namespace daxfs::load {
 int run_files_worker(const WorkerOptions& options);
 int run_mapped_worker(const WorkerOptions& options);   // under daxfsctl run: DAX mappings
 int run_victim_worker(const WorkerOptions& options);   // under daxfsctl run: poison
+
+// What every worker keeps: its options, random source, tally and stop flag. fail() counts an
+// unexpected error, prints it and stops the worker (its model can no longer be trusted).
+class WorkerBase {
+ protected:
+  WorkerBase(const WorkerOptions& o, std::string label) : o_(o), rng_(o.seed), label_(std::move(label)) {}
+  void fail(const std::string& op, const std::string& what, int e, const std::string& detail = "") {
+    std::cerr << "load: worker " << o_.id << label_ << ": " << op << " " << what << ": "
+              << (detail.empty() ? strerror(e) : detail) << "\n";
+    tally_.unexpected++;
+    stop_ = true;
+  }
+  void count(const char* op) { tally_.ops[op]++; }
+
+  const WorkerOptions& o_;
+  Rng rng_;
+  Tally tally_;
+  bool stop_ = false;
+
+ private:
+  std::string label_;
+};
 
 // An owned file descriptor.
 struct Fd {

@@ -77,6 +77,20 @@ struct Write {
 
 void Checker::claim_refcounts() {
   const uint64_t head_at = offsetof(fs::SuperBlock, refcount_head);
+  if (!reflink() && sb_.refcount_head != 0 && block_ok(sb_.refcount_head) && !map_.find(sb_.refcount_head, 1)) {
+    // A refcount chain only a reflink filesystem writes, whose head is a refcount block: the
+    // feature bit is what was lost (one damaged word), not the chain. Dropping the chain instead
+    // would strip every shared extent from all but its first owner: the clones' data gone.
+    fs::RecordBlockHeader h{};
+    memcpy(&h, img_.block(sb_.refcount_head), sizeof h);
+    if (h.magic == fs::kRefcountMagic) {
+      size_t p = report("features", 0,
+                        "the superblock's reflink feature bit is clear, yet it names a refcount chain (block " +
+                            num(sb_.refcount_head) + "); the bit is set again");
+      sb_.features |= fs::kFeatureReflink;
+      plan_write(p, offsetof(fs::SuperBlock, features), sb_.features);
+    }
+  }
   if (!reflink()) {
     // Nothing may be shared, so no record may exist: the chain is dropped whole (its blocks are
     // free once nothing points at them).

@@ -181,6 +181,23 @@ TEST_CASE("a corrupted refcount is reported and repaired", "[fsck][reflink]") {
   data_intact(fx, s);
 }
 
+TEST_CASE("a lost reflink feature bit is set again from the refcount chain, and no clone loses its data",
+          "[fsck][reflink]") {
+  FsckFixture fx;
+  Shared s = populate(fx);
+  fs::SuperBlock sb = fx.sb();
+  REQUIRE(sb.refcount_head != 0);
+  fx.put<uint64_t>(offsetof(fs::SuperBlock, features), sb.features & ~fs::kFeatureReflink);
+  CHECK_FALSE(fx.mounts());  // refcount records on a filesystem without reflink
+  auto n = fx.check();
+  CHECK(n.exit_code == fsck::kExitUncorrected);
+  CHECK(has_problem(n, "features"));
+  CHECK_FALSE(has_problem(n, "refcount_chain"));
+  repaired_and_clean(fx);
+  CHECK((fx.sb().features & fs::kFeatureReflink) != 0);
+  data_intact(fx, s);
+}
+
 TEST_CASE("a deleted refcount record is reported missing and added back", "[fsck][reflink]") {
   FsckFixture fx;
   Shared s = populate(fx);

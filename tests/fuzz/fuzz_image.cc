@@ -311,8 +311,9 @@ void walk_and_use(fs::Filesystem& f, bool reflink) {
   FUZZ_CHECK(w, std::string("write after repair: ") + strerror(w.error()));
   auto b = f.mknod(root, "fuzz-clone", S_IFREG | 0644, 0, fuzz::root_cred());
   FUZZ_CHECK(b, std::string("create after repair: ") + strerror(b.error()));
-  // A filesystem without the reflink feature (fsck keeps the superblock's features, and a
-  // damaged feature word can lose the bit: then fsck drops the sharing) refuses to clone.
+  // A filesystem without the reflink feature refuses to clone. fsck sets a lost bit again when the
+  // superblock still names a valid refcount chain; with the chain's head damaged too, nothing
+  // says the filesystem was reflink, and fsck drops the sharing.
   auto c = f.clone_range(a->st_ino, 0, b->st_ino, 0, 0);
   FUZZ_CHECK(c || (c.error() == EOPNOTSUPP && !reflink), std::string("clone after repair: ") + strerror(c.error()));
   Status x = f.setxattr(b->st_ino, "user.fuzz", "1", 0);

@@ -43,6 +43,29 @@ class FilesWorker : WorkerBase {
  private:
   std::string path(const std::string& name) const { return o_.dir + "/" + name; }
 
+  // " (N links: a b ...)": the model's names of `name`'s inode, for the history.
+  std::string links_of(const std::string& name) {
+    std::string all;
+    size_t n = 0;
+    for (const auto& [other, i] : names_)
+      if (i == names_[name]) all += " " + other, n++;
+    return " (" + std::to_string(n) + " links:" + all + ")";
+  }
+
+  // A failed rename, link or unlink, with what the mount says of the names involved.
+  void fail_namespace(const char* op, const std::string& from, const std::string& to, int e) {
+    std::string seen;
+    for (const std::string& n : {from, to}) {
+      if (n.empty()) continue;
+      struct stat st;
+      if (lstat(path(n).c_str(), &st) == 0)
+        seen += "; " + n + ": inode " + std::to_string(st.st_ino) + ", " + std::to_string(st.st_nlink) + " links";
+      else
+        seen += "; " + n + ": " + strerror(errno);
+    }
+    fail(op, to.empty() ? from : from + " -> " + to, e, std::string(strerror(e)) + seen + (names_.count(from) ? links_of(from) : ""));
+  }
+
 
   std::string any_name() {
     auto it = names_.begin();
@@ -97,6 +120,7 @@ class FilesWorker : WorkerBase {
     inode->data = rng_.bytes(rng_.below(64 * 1024));
     if (!write_all(fd.fd, inode->data.data(), inode->data.size(), 0)) return fail("create+write", name, errno);
     names_[name] = inode;
+    did("create " + name);
     count("create");
   }
 
@@ -173,26 +197,32 @@ class FilesWorker : WorkerBase {
     std::string from = any_name();
     std::string to = rng_.chance(30) ? any_name() : new_name();
     if (from == to) return;
-    if (rename(path(from).c_str(), path(to).c_str()) != 0) return fail("rename", from + " -> " + to, errno);
+    if (rename(path(from).c_str(), path(to).c_str()) != 0) return fail_namespace("rename", from, to, errno);
     // Two links of one inode: rename does nothing and both names stay (POSIX).
     if (!names_.count(to) || names_[to] != names_[from]) {
       names_[to] = names_[from];
       names_.erase(from);
     }
+    did("rename " + from + " " + to + links_of(to));
     count("rename");
   }
 
   void link_one() {
     std::string from = any_name(), to = new_name();
-    if (link(path(from).c_str(), path(to).c_str()) != 0) return fail("link", from + " -> " + to, errno);
+    if (link(path(from).c_str(), path(to).c_str()) != 0) return fail_namespace("link", from, to, errno);
     names_[to] = names_[from];
+    did("link " + from + " " + to + links_of(to));
     count("link");
   }
 
   void unlink_one() {
     std::string name = any_name();
-    if (unlink(path(name).c_str()) != 0) return fail("unlink", name, errno);
+    if (unlink(path(name).c_str()) != 0) return fail_namespace("unlink", name, "", errno);
+    auto inode = names_[name];
     names_.erase(name);
+    for (const auto& [n, i] : names_)
+      if (i == inode) return did("unlink " + name + links_of(n)), count("unlink");
+    did("unlink " + name + " (the last link)");
     count("unlink");
   }
 
@@ -201,6 +231,7 @@ class FilesWorker : WorkerBase {
     std::string name = "d" + std::to_string(next_++);
     if (mkdir(path(name).c_str(), 0755) != 0) return fail("mkdir", name, errno);
     dirs_.insert(name);
+    did("mkdir " + name);
     count("mkdir");
   }
 
@@ -215,7 +246,7 @@ class FilesWorker : WorkerBase {
     int e = errno;
     if (empty ? rc != 0 : (rc == 0 || e != ENOTEMPTY))
       return fail("rmdir", name, rc == 0 ? 0 : e, rc == 0 ? "removed a non-empty directory" : "");
-    if (empty) dirs_.erase(name);
+    if (empty) dirs_.erase(name), did("rmdir " + name);
     count(empty ? "rmdir" : "rmdir-notempty");
   }
 
@@ -245,6 +276,7 @@ class FilesWorker : WorkerBase {
     names_[to] = copy;  // created, whatever the clone does
     if (int e = clone_range(src.fd, dst.fd, 0, 0, 0)) return fail("clone", from + " -> " + to, e);
     copy->data = names_[from]->data;
+    did("clone " + from + " " + to);
     count("clone");
   }
 

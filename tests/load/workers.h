@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <string>
 
@@ -29,10 +30,16 @@ class WorkerBase {
   void fail(const std::string& op, const std::string& what, int e, const std::string& detail = "") {
     std::cerr << "load: worker " << o_.id << label_ << ": " << op << " " << what << ": "
               << (detail.empty() ? strerror(e) : detail) << "\n";
+    for (const auto& h : history_) std::cerr << "load: worker " << o_.id << label_ << ":   before it: " << h << "\n";
     tally_.unexpected++;
     stop_ = true;
   }
   void count(const char* op) { tally_.ops[op]++; }
+  // The last few operations, printed with a failure: what led to it.
+  void did(std::string what) {
+    if (history_.size() == kHistory) history_.pop_front();
+    history_.push_back(std::move(what));
+  }
 
   const WorkerOptions& o_;
   Rng rng_;
@@ -40,7 +47,9 @@ class WorkerBase {
   bool stop_ = false;
 
  private:
+  static constexpr size_t kHistory = 24;
   std::string label_;
+  std::deque<std::string> history_;
 };
 
 // An owned file descriptor.

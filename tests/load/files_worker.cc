@@ -52,20 +52,29 @@ class FilesWorker : WorkerBase {
     return " (" + std::to_string(n) + " links:" + all + ")";
   }
 
-  // A failed rename, link or unlink, with what the mount says of the names involved.
+  // A failed rename, link or unlink, with what the mount says of the names involved: first the
+  // kernel's cached link count (statx AT_STATX_DONT_SYNC: no round trip; vfs_link refuses an
+  // inode whose cached count is 0 with ENOENT before asking the daemon), then the daemon's
+  // (lstat after the cache is dropped by AT_STATX_FORCE_SYNC), and for link whether a retry works.
   void fail_namespace(const char* op, const std::string& from, const std::string& to, int e) {
     std::string seen;
     for (const std::string& n : {from, to}) {
       if (n.empty()) continue;
-      struct stat st;
-      if (lstat(path(n).c_str(), &st) == 0)
-        seen += "; " + n + ": inode " + std::to_string(st.st_ino) + ", " + std::to_string(st.st_nlink) + " links";
-      else
+      struct statx cached, fresh;
+      if (statx(AT_FDCWD, path(n).c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, STATX_INO | STATX_NLINK, &cached) != 0) {
         seen += "; " + n + ": " + strerror(errno);
+        continue;
+      }
+      seen += "; " + n + ": inode " + std::to_string(cached.stx_ino) + ", cached " + std::to_string(cached.stx_nlink) + " links";
+      if (statx(AT_FDCWD, path(n).c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_FORCE_SYNC, STATX_INO | STATX_NLINK, &fresh) == 0)
+        seen += ", daemon " + std::to_string(fresh.stx_nlink);
+    }
+    if (std::string(op) == "link") {
+      int retry = link(path(from).c_str(), path(to).c_str()) == 0 ? 0 : errno;
+      seen += std::string("; a second link: ") + (retry ? strerror(retry) : "succeeded");
     }
     fail(op, to.empty() ? from : from + " -> " + to, e, std::string(strerror(e)) + seen + (names_.count(from) ? links_of(from) : ""));
   }
-
 
   std::string any_name() {
     auto it = names_.begin();

@@ -32,7 +32,14 @@ class FakeFiles : public dax::DaxFiles {
   std::mutex mu;
   std::map<uint64_t, File> files;
   std::map<uint64_t, int> holds;
-  std::function<void()> in_begin;  // runs once, inside the next iomap_begin
+  std::function<void()> in_begin;  // runs once, inside the next iomap_begin: set by on_next_begin
+
+  // Sets in_begin under the mutex: the service thread reads it, and the request that makes it do
+  // so reaches it through shared memory, an ordering ThreadSanitizer cannot see.
+  void on_next_begin(std::function<void()> hook) {
+    std::lock_guard lock(mu);
+    in_begin = std::move(hook);
+  }
 
   Result<dax::IomapPair> iomap_begin(uint64_t ino, uint64_t offset, uint64_t length, uint32_t ops) override {
     std::function<void()> hook;

@@ -161,11 +161,11 @@ TEST_CASE("a fault sees the size and the blocks of one moment: a truncate meanwh
   FakeClient c;
   c.connect(*f.service);
   REQUIRE(f.service->grant(c.pid(), 11, true));
-  f.files.in_begin = [&] {  // the truncate completes while the fault waits for the file's locks
+  f.files.on_next_begin([&] {  // the truncate completes while the fault waits for the file's locks
     f.service->break_layout(11, 0, dax::kToEnd, dax::LayoutChange::kTruncate);
     std::lock_guard lock(f.files.mu);
     f.files.files[11].size = 0;
-  };
+  });
   CHECK(c.send(DAXFS_OP_FAULT, 11, 0, 64 * kB).error == DAXFS_ERR_BEYOND_EOF);
   CHECK(c.send(DAXFS_OP_FAULT, 11, 0, 4 * kB, DAXFS_FAULT_WRITE).error == DAXFS_ERR_BEYOND_EOF);
   CHECK(f.files.held(11) == 0);  // no record, no hold
@@ -237,11 +237,11 @@ TEST_CASE("a break that crosses a fault makes the fault ask again", "[dax][servi
   c.connect(*f.service);
   REQUIRE(f.service->grant(c.pid(), 10, true));
   // Inside the fault's iomap_begin the file's blocks move (a break runs, nobody maps yet).
-  f.files.in_begin = [&] {
+  f.files.on_next_begin([&] {
     f.service->break_layout(10, 0, dax::kToEnd, dax::LayoutChange::kRemapInto);
     std::lock_guard lock(f.files.mu);
     f.files.files[10].address = 8 << 20;
-  };
+  });
   auto r = c.send(DAXFS_OP_FAULT, 10, 0, 4 * kB);
   CHECK(r.error == 0);
   CHECK(r.r_device == 8 << 20);  // the new blocks, never the old ones

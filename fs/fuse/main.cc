@@ -4,6 +4,7 @@
 // background, then start the failure notifier and serve requests until unmounted.
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <climits>
@@ -41,7 +42,9 @@ struct Args {
   bool foreground = false, debug = false, multi = true, remount = false;
   daxfs::fs::MountOptions mount;
   std::vector<std::string> fuse_opts;  // passed through to libfuse
-  unsigned long remount_flags = 0;
+  // The per-mount flags the options set and clear: a remount starts from the mount's own flags
+  // (mount(2) with MS_REMOUNT replaces them all) and changes only what the options name.
+  unsigned long flags_set = 0, flags_cleared = 0;
   uint32_t lease_ms = 5000;
   bool mce_early = false;
 };
@@ -81,19 +84,26 @@ void parse_options(const std::string& list, Args& a) {
       a.remount = true;
     } else if (opt == "ro") {
       a.mount.read_only = daxfs::fs::ReadOnly::kYes;
-      a.remount_flags |= MS_RDONLY;
+      a.flags_set |= MS_RDONLY;
       a.fuse_opts.push_back(opt);
     } else if (opt == "rw") {
       a.mount.read_only = daxfs::fs::ReadOnly::kNo;
+      a.flags_cleared |= MS_RDONLY;
     } else if (opt == "defaults" || opt == "auto" || opt == "noauto" || opt == "user" || opt == "nouser" ||
                opt == "_netdev" || opt.rfind("x-", 0) == 0 || opt == "loop" || opt.rfind("fsname=", 0) == 0 ||
                opt.rfind("subtype=", 0) == 0) {
       // mount(8) and fstab words that mean nothing to a FUSE daemon; fsname is always the device.
     } else {
-      if (opt == "nosuid") a.remount_flags |= MS_NOSUID;
-      if (opt == "nodev") a.remount_flags |= MS_NODEV;
-      if (opt == "noexec") a.remount_flags |= MS_NOEXEC;
-      if (opt == "noatime") a.remount_flags |= MS_NOATIME;
+      static const struct {
+        const char* on;
+        const char* off;
+        unsigned long flag;
+      } kFlags[] = {{"nosuid", "suid", MS_NOSUID}, {"nodev", "dev", MS_NODEV}, {"noexec", "exec", MS_NOEXEC},
+                    {"noatime", "atime", MS_NOATIME}, {"nodiratime", "diratime", MS_NODIRATIME}};
+      for (const auto& f : kFlags) {
+        if (opt == f.on) a.flags_set |= f.flag, a.flags_cleared &= ~f.flag;
+        if (opt == f.off) a.flags_cleared |= f.flag, a.flags_set &= ~f.flag;
+      }
       a.fuse_opts.push_back(opt);
     }
   }
@@ -135,6 +145,20 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
+// Why another user could write the device (its owner is not us, or its group or other write
+// bits), or "" when nobody else can. Whoever writes the media writes every inode, setuid-root
+// executables and device nodes included, so such a device is served nosuid,nodev: what the kernel
+// imposes on an unprivileged user's FUSE mount, for the same reason (docs/device.md).
+std::string others_can_write(const struct stat& st) {
+  if (st.st_uid != geteuid()) return "owned by uid " + std::to_string(st.st_uid);
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    char octal[8];
+    snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return std::string("mode ") + octal;
+  }
+  return "";
+}
+
 std::string absolute(const std::string& path) {
   char buf[PATH_MAX];
   if (realpath(path.c_str(), buf) == nullptr) die(path + ": " + strerror(errno));
@@ -150,8 +174,29 @@ int main(int argc, char** argv) {
 
   if (a.remount) {
     // mount -o remount reaches us through mount.fuse3: change the existing mount in place
-    // (as `mount -i -o remount` would) rather than start a second daemon.
-    if (mount(device.c_str(), mountpoint.c_str(), "fuse", MS_REMOUNT | a.remount_flags, nullptr) != 0)
+    // (as `mount -i -o remount` would) rather than start a second daemon. MS_REMOUNT sets every
+    // per-mount flag anew: the mount's own (libfuse's default nosuid,nodev among them) are kept
+    // but for those the options change, and a device others can write stays nosuid,nodev.
+    struct statvfs sv;
+    if (statvfs(mountpoint.c_str(), &sv) != 0) die("remount " + mountpoint + ": " + strerror(errno));
+    static const struct {
+      unsigned long st, ms;
+    } kKept[] = {{ST_RDONLY, MS_RDONLY},   {ST_NOSUID, MS_NOSUID},         {ST_NODEV, MS_NODEV},
+                 {ST_NOEXEC, MS_NOEXEC},   {ST_NOATIME, MS_NOATIME},       {ST_NODIRATIME, MS_NODIRATIME},
+                 {ST_RELATIME, MS_RELATIME}};
+    unsigned long flags = 0;
+    for (const auto& k : kKept)
+      if (sv.f_flag & k.st) flags |= k.ms;
+    flags = (flags & ~a.flags_cleared) | a.flags_set;
+    struct stat st;
+    if (stat(device.c_str(), &st) == 0) {
+      if (std::string who = others_can_write(st); !who.empty()) {
+        if (a.flags_cleared & (MS_NOSUID | MS_NODEV))
+          fprintf(stderr, "daxfs: %s can be written by another user (%s): kept nosuid,nodev\n", device.c_str(), who.c_str());
+        flags |= MS_NOSUID | MS_NODEV;
+      }
+    }
+    if (mount(device.c_str(), mountpoint.c_str(), "fuse", MS_REMOUNT | flags, nullptr) != 0)
       die("remount " + mountpoint + ": " + strerror(errno));
     return 0;
   }
@@ -180,6 +225,12 @@ int main(int argc, char** argv) {
 
   std::string opts = "fsname=" + device + ",default_permissions";
   for (const std::string& o : a.fuse_opts) opts += "," + o;
+  // libfuse mounts nosuid,nodev unless told suid or dev; a device others can write never is.
+  if (std::string who = others_can_write(dev_st); !who.empty()) {
+    if (a.flags_cleared & (MS_NOSUID | MS_NODEV))
+      fprintf(stderr, "daxfs: %s can be written by another user (%s): mounted nosuid,nodev\n", device.c_str(), who.c_str());
+    opts += ",nosuid,nodev";
+  }
   std::vector<std::string> words = {"daxfs", "-o", opts};
   if (a.debug) words.push_back("-d");
   std::vector<char*> cargv;

@@ -85,6 +85,45 @@ expect_mount_warning "mount narrows a control file others could write to the dev
   "^pmemdev: $open_dev.ctl was mode 0666, more open than the device: narrowed to 0600$"
 [ "$(mode "$open_dev.ctl")" = 600 ] && ok "the control file is 0600 again" || bad "control file mode $(mode "$open_dev.ctl")"
 
+# A device another user owns (planted in /dev/shm before mkfs -s, say) or may write is never
+# served suid or dev: libfuse mounts nosuid,nodev by default, and `-o suid,dev` is overridden
+# with one line (remounts: tests/cli/mount8_test.sh). mount_flags: mountinfo's per-mount options.
+mount_flags() { awk -v m="$mnt" '$5 == m { print $6 }' /proc/self/mountinfo; }
+has_flags() { [[ ",$(mount_flags)," == *,nosuid,* && ",$(mount_flags)," == *,nodev,* ]]; }
+# mount_checked NAME WANT_FLAGS(yes|no) ERR_PATTERN(or "" for a silent mount) DAEMON-OPTIONS...
+mount_checked() {
+  local name=$1 want=$2 pattern=$3
+  shift 3
+  if "$daemon" "$open_dev" "$mnt" "$@" 2>"$dir/err" && mountpoint -q "$mnt"; then
+    local flags_ok=no
+    has_flags && flags_ok=yes
+    local err_ok=no  # silent, or the pattern's line and at most the exposure warning besides
+    if [ -z "$pattern" ]; then
+      [ -s "$dir/err" ] || err_ok=yes
+    elif grep -qE "$pattern" "$dir/err" && ! grep -vqE "$pattern|^daxfs: warning: $open_dev is " "$dir/err"; then
+      err_ok=yes
+    fi
+    if [ "$flags_ok" = "$want" ] && [ "$err_ok" = yes ]; then
+      ok "$name"
+    else
+      bad "$name: flags $(mount_flags): $(cat "$dir/err")"
+    fi
+    unmount "$open_dev" || bad "unmount $open_dev"
+  else
+    bad "$name: the mount failed: $(cat "$dir/err")"
+  fi
+}
+chown nobody:nogroup "$open_dev"
+mount_checked "a device nobody owns is mounted nosuid,nodev" yes ""
+mount_checked "-o suid,dev on a device nobody owns: nosuid,nodev, and a line that says so" yes \
+  "^daxfs: $open_dev can be written by another user \(owned by uid 65534\): mounted nosuid,nodev$" -o suid,dev
+chown root:root "$open_dev" && chmod 620 "$open_dev"
+mount_checked "-o suid on a group-writable device: nosuid,nodev, and a line that says so" yes \
+  "^daxfs: $open_dev can be written by another user \(mode 0620\): mounted nosuid,nodev$" -o suid
+chmod 600 "$open_dev"
+mount_checked "root's 0600 device: nosuid,nodev by default" yes ""
+mount_checked "root's 0600 device with -o suid,dev: suid and dev" no "" -o suid,dev
+
 # --- Issue 7 item 7: a refused or failed mkfs changes nothing. ---
 cp --sparse=always "$dev" "$dir/before"
 expect_fail "an existing daxfs is refused without -f" "already contains a daxfs \(use -f" "$mkfs" -s 128M "$dev"

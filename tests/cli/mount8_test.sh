@@ -22,6 +22,25 @@ echo data > "$dir/mnt/file" && ok "write" || bad "write"
 if mount -t fuse.daxfs -o remount,ro "$dir/dev" "$dir/mnt"; then ok "mount -t fuse.daxfs -o remount,ro"; else bad "remount"; fi
 if touch "$dir/mnt/new" 2>/dev/null; then bad "read-only after remount"; else ok "read-only after remount"; fi
 [ "$(grep -c " $dir/mnt " /proc/self/mountinfo)" = 1 ] && ok "no second mount" || bad "a second mount appeared"
+# MS_REMOUNT replaces every per-mount flag: a remount keeps the mount's own and changes only
+# what its options name. (mount.fuse3 adds "dev,suid" to what root's mount(8) passes, so these
+# call the daemon directly.)
+flags() { awk -v m="$dir/mnt" '$5 == m { print $6 }' /proc/self/mountinfo; }
+has() { [[ ",$(flags)," == *",$1,"* ]]; }
+"$build/fs/daxfs" "$dir/dev" "$dir/mnt" -o remount,nosuid,nodev && has ro && has nosuid && has nodev &&
+  ok "remount,nosuid,nodev kept ro" || bad "after remount,nosuid,nodev: $(flags)"
+"$build/fs/daxfs" "$dir/dev" "$dir/mnt" -o remount,noexec && has ro && has noexec && has nosuid && has nodev &&
+  ok "remount,noexec kept ro,nosuid,nodev" || bad "after remount,noexec: $(flags)"
+"$build/fs/daxfs" "$dir/dev" "$dir/mnt" -o remount,rw,exec,suid && ! has ro && ! has noexec && ! has nosuid &&
+  has nodev && ok "remount,rw,exec,suid changed those three and kept nodev" || bad "after remount,rw,exec,suid: $(flags)"
+# A device another user can write stays nosuid,nodev through a remount that asks for suid.
+chown nobody "$dir/dev"
+err=$(mount -t fuse.daxfs -o remount,suid,dev "$dir/dev" "$dir/mnt" 2>&1)
+has nosuid && has nodev && [[ $err == *"can be written by another user (owned by uid 65534): kept nosuid,nodev"* ]] &&
+  ok "a device nobody owns stays nosuid,nodev through remount,suid,dev, with a line" ||
+  bad "device nobody owns, remount,suid,dev: $(flags): $err"
+chown root "$dir/dev"
+mount -t fuse.daxfs -o remount,ro "$dir/dev" "$dir/mnt" || bad "remount,ro again"
 if umount "$dir/mnt"; then ok "umount"; else bad "umount"; fi
 for i in $(seq 100); do pgrep -f "daxfs $dir/dev" >/dev/null || break; sleep 0.05; done
 pgrep -f "daxfs $dir/dev" >/dev/null && bad "daemon still running" || ok "daemon exited"

@@ -944,7 +944,7 @@ TEST_CASE("poison racing with a full overwrite: no revoke by stale owner reaches
 // revoked records are marked when the revoke is posted (a refault never dedupes against them) and
 // only marked records go. Made deterministic: a stopped second mapper keeps the notifier waiting.
 TEST_CASE("a page made healthy while the notifier waits keeps its new mapping's record",
-          "[poison-race][poison-refault]") {
+          "[dax][fuse][poison][poison-race][poison-refault]") {
   Mount m("16M", "lease=1");
   constexpr uint64_t kPages = 16, P = 5;
   std::string a = m.path("a");

@@ -23,7 +23,9 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -366,6 +368,35 @@ std::string build_struct(Input& in, unsigned cmd, fs::Filesystem& f) {
   return out;
 }
 
+// A process with no capabilities (a forked child that became nobody and waits), whose pid the
+// calls of users other than root carry: the handler reads the caller's capabilities from
+// /proc/PID/status, as the kernel's capable() would check the calling thread's. Root's calls
+// carry this process's pid (all capabilities).
+pid_t capless_pid() {
+  static pid_t pid = [] {
+    pid_t child = fork();
+    if (child == 0) {
+      pid_t parent = getppid();
+      if (setresgid(kNobody, kNobody, kNobody) != 0 || setresuid(kNobody, kNobody, kNobody) != 0) _exit(1);
+      // Gone with the fuzzer (set after the uid change, which clears it; then a parent already gone).
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(0);
+      for (;;) pause();
+    }
+    FUZZ_CHECK(child > 0, "fork of the capability-less caller failed");
+    // Wait until it has dropped its capabilities: its CapEff reads 0.
+    for (int i = 0; i < 1000; i++) {
+      std::ifstream status("/proc/" + std::to_string(child) + "/status");
+      std::string line;
+      while (std::getline(status, line))
+        if (line.rfind("CapEff:", 0) == 0 && line.find_first_not_of("0\t ", 7) == std::string::npos) return child;
+      usleep(1000);
+    }
+    FUZZ_CHECK(false, "the capability-less caller did not drop its capabilities");
+    return child;
+  }();
+  return pid;
+}
+
 void one_call(Input& in, Mount& m, bool& root_called) {
   uint8_t which = in.u8();
   unsigned cmd = which < 240 ? kCommands[which % kCommandCount] : in.u32();
@@ -379,7 +410,7 @@ void one_call(Input& in, Mount& m, bool& root_called) {
   static const uint32_t kUids[] = {0, kUser, kNobody};
   req.ctx.uid = kUids[who % 3];
   req.ctx.gid = (who >> 2) & 1 ? kUser : req.ctx.uid;
-  req.ctx.pid = getpid();
+  req.ctx.pid = req.ctx.uid == 0 ? getpid() : capless_pid();
   req.ctx.umask = 022;
   for (int i = 0; i < (who >> 3) % 4; i++) req.groups.push_back(i == 0 ? kUser : in.u16());
   if ((who >> 5) == 7) req.groups.resize(300, kNobody);  // more than the handler reads

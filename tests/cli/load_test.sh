@@ -7,7 +7,7 @@
 set -u
 build=${1:?usage: $0 BUILD_DIR [SECONDS]}
 seconds=${2:-30}
-source "$(dirname "$0")/../cli/tap.sh"
+source "$(dirname "$0")/tap.sh"
 prog="$build/tests/load/load_test"
 if [ ! -x "$prog" ]; then
   bad "load_test is not built"

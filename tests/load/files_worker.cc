@@ -77,7 +77,7 @@ class FilesWorker : WorkerBase {
   // A failed rename, link or unlink, with what the mount says of the names involved: first the
   // kernel's cached link count (statx AT_STATX_DONT_SYNC: no round trip; vfs_link refuses an
   // inode whose cached count is 0 with ENOENT before asking the daemon), then the daemon's
-  // (lstat after the cache is dropped by AT_STATX_FORCE_SYNC), and for link whether a retry works.
+  // (statx AT_STATX_FORCE_SYNC), and for link whether a retry works.
   void fail_namespace(const char* op, const std::string& from, const std::string& to, int e) {
     std::string seen;
     for (const std::string& n : {from, to}) {
@@ -241,7 +241,8 @@ class FilesWorker : WorkerBase {
   void link_one() {
     std::string from = any_name(), to = new_name();
     if (link(path(from).c_str(), path(to).c_str()) != 0) {
-      if (errno != ENOENT || !stale_link_count(from, to)) return fail_namespace("link", from, to, errno);
+      int e = errno;
+      if (e != ENOENT || !stale_link_count(from, to)) return fail_namespace("link", from, to, e);
     }
     names_[to] = names_[from];
     did("link " + from + " " + to + links_of(to));

@@ -64,14 +64,7 @@ volatile int g_bus_code = 0;
   exit(1);
 }
 
-// "dax" when the device file backs `addr` (a path other than the mapped file's), else "kernel".
-std::string backing(const void* addr, const char* file) {
-  char real[PATH_MAX];
-  auto path = daxfs::test::mapping_path(addr);
-  if (!realpath(file, real) || !path) return "?";
-  if (path->empty()) return "anonymous";
-  return *path == real ? "kernel" : "dax";
-}
+using daxfs::test::backing;
 
 void on_bus(int, siginfo_t* si, void*) {
   if (g_jump_armed) {

@@ -51,13 +51,7 @@ const char* errno_name(int e) {
   }
 }
 
-std::string backing(const void* addr, const char* file) {
-  char real[PATH_MAX];
-  auto path = daxfs::test::mapping_path(addr);
-  if (!realpath(file, real) || !path) return "?";
-  if (path->empty()) return "anonymous";
-  return *path == real ? "kernel" : "dax";
-}
+using daxfs::test::backing;
 
 // Maps `fd` (of `path`) with `prot`; prints "backing ..." and returns the mapping, or prints the
 // error under `what` and returns nullptr.

@@ -3,8 +3,10 @@
 // tell a DAX mapping (the device file, or the layer's zero pages) from the kernel's (the file).
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -22,6 +24,16 @@ inline std::optional<std::string> mapping_path(const void* addr) {
     return slash == std::string::npos ? std::string() : line.substr(slash);
   }
   return std::nullopt;
+}
+
+// What backs `addr`, a mapping of `file`: "dax" (the device file, a path other than the mapped
+// file's), "kernel" (the file itself: the page cache), "anonymous", or "?" when unknown.
+inline std::string backing(const void* addr, const char* file) {
+  char real[PATH_MAX];
+  auto path = mapping_path(addr);
+  if (!realpath(file, real) || !path) return "?";
+  if (path->empty()) return "anonymous";
+  return *path == real ? "kernel" : "dax";
 }
 
 }  // namespace daxfs::test
